@@ -1,0 +1,38 @@
+# lw4o6: every target runs unprivileged unless noted.
+GO      ?= go
+PKGS    ?= ./...
+FUZZTIME ?= 30s
+
+.PHONY: all build test race lab bench fuzz lint ci
+
+all: lint test
+
+build:
+	$(GO) build $(PKGS)
+	$(GO) build -o bin/ ./cmd/...
+
+# The README's test command: vet, then every test with the race detector.
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 $(PKGS)
+
+lab:
+	$(GO) run ./cmd/lw4o6-lab
+
+bench:
+	$(GO) test -run=NONE -bench=. -benchmem $(PKGS)
+
+# Each fuzz target for FUZZTIME; the seed corpora under testdata/ run in `make test`.
+fuzz:
+	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./stack/pcp/
+	$(GO) test -run=NONE -fuzz=FuzzServerHandle -fuzztime=$(FUZZTIME) ./stack/pcp/
+	$(GO) test -run=NONE -fuzz=FuzzOutboundInbound -fuzztime=$(FUZZTIME) ./b4/nat/
+	$(GO) test -run=NONE -fuzz=FuzzParsePackets -fuzztime=$(FUZZTIME) ./stack/packet/
+	$(GO) test -run=NONE -fuzz=FuzzFromAccess -fuzztime=$(FUZZTIME) ./aftr/
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+ci:
+	.ci/run

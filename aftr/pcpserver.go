@@ -1,0 +1,161 @@
+package aftr
+
+import (
+	"errors"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/lw4o6/lw4o6/aftr/bindings"
+	"github.com/lw4o6/lw4o6/stack/packet"
+	"github.com/lw4o6/lw4o6/stack/pcp"
+)
+
+// pcpHandler is the AFTR's MAP policy: a MAP with PORT_SET from a B4 (named
+// by the outer IPv6 source of its softwire, or by THIRD_PARTY from a
+// provisioning system) asks for that B4's binding (PROTOCOL.md §8 items 1-4).
+type pcpHandler AFTR
+
+// Map implements pcp.Handler.
+func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
+	a := (*AFTR)(h)
+	b4, ok := r.Client.(netip.Addr)
+	if r.ThirdParty.IsValid() {
+		// The server core already checked that this client may use
+		// THIRD_PARTY; the named address is the B4 whose binding it is.
+		b4 = r.ThirdParty
+	}
+	if !ok || !b4.Is6() || b4.Is4In6() {
+		return pcp.Response{Result: pcp.NotAuthorized}
+	}
+	m := r.Message.Map
+	if r.PortSet == nil {
+		// The lwAFTR binds port sets, never single ports; a DMZ request
+		// (protocol 0, port 0) could only be met with a whole address,
+		// which the pool never gives (RFC 6887 §11.3: UNSUPP_PROTOCOL when
+		// it cannot be satisfied in full).
+		if m.Protocol == 0 {
+			return pcp.Response{Result: pcp.UnsuppProtocol}
+		}
+		return pcp.Response{Result: pcp.NotAuthorized}
+	}
+	if len(r.Filters) > 0 {
+		// The AFTR does no filtering (RFC 7596 §6: it keeps no sessions);
+		// a B4 filters on its own NAT.
+		return pcp.Response{Result: pcp.ExcessiveRemotePeers}
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	// RFC 6887 §11.3 Simple Threat Model: a request for an existing
+	// mapping with another nonce is refused for the mapping's remaining life.
+	if cur := a.table.ByB4(b4); len(cur) > 0 {
+		if n, ok := a.nonces[b4]; ok && n != m.Nonce {
+			return pcp.Response{Result: pcp.NotAuthorized, Lifetime: remaining(cur[0], now)}
+		}
+	}
+	if r.Message.Lifetime == 0 {
+		// Delete (RFC 6887 §15.1; RFC 7753 §4.2: the whole set). Deleting
+		// nothing succeeds too, so retransmissions get the same answer.
+		if ok, err := a.pool.Release(b4); err != nil {
+			return pcp.Response{Result: pcp.NotAuthorized}
+		} else if ok {
+			a.log.Info("binding deleted by PCP", "b4", b4)
+		}
+		delete(a.nonces, b4)
+		return pcp.Response{Result: pcp.Success}
+	}
+	req := bindings.Request{
+		Size:               int(r.PortSet.Size),
+		SuggestedFirstPort: m.ExternalPort,
+		Lifetime:           time.Duration(r.Message.Lifetime) * time.Second,
+	}
+	if ip := m.ExternalIP.Unmap(); ip.Is4() && !ip.IsUnspecified() {
+		req.SuggestedIPv4 = ip
+	}
+	b, err := a.pool.Allocate(b4, req)
+	switch {
+	case errors.Is(err, bindings.ErrQuota):
+		return pcp.Response{Result: pcp.UserExQuota}
+	case err != nil:
+		a.log.Warn("PCP allocation failed", "b4", b4, "err", err)
+		return pcp.Response{Result: pcp.NoResources}
+	}
+	a.nonces[b4] = m.Nonce
+	first, size := firstAndSize(b)
+	a.log.Info("binding", "b4", b4, "ipv4", b.IPv4, "ports", size, "first", first, "expires", b.Expires)
+	return pcp.Response{
+		Result:       pcp.Success,
+		Lifetime:     remaining(b, now),
+		ExternalIP:   b.IPv4,
+		ExternalPort: first,
+		// The lwAFTR does not translate: internal ports are external ports
+		// (PROTOCOL.md §8 item 1).
+		PortSet: &pcp.PortSet{Size: uint16(min(size, math.MaxUint16)), FirstInternalPort: first},
+	}
+}
+
+// firstAndSize describes a binding's port set as PORT_SET can: one range.
+func firstAndSize(b bindings.Binding) (uint16, int) {
+	if r, ok := b.PSID.Contiguous(); ok {
+		return r.First, int(r.Size)
+	}
+	// A static RFC 7597 set with an offset is not one range; report its
+	// first range (PORT_SET cannot say more, PROTOCOL.md §3.3).
+	rs := b.PSID.Ranges()
+	return rs[0].First, int(rs[0].Size)
+}
+
+// remaining is a binding's remaining lifetime in PCP seconds; static
+// bindings report 2^32-1 (RFC 6887 §11.3).
+func remaining(b bindings.Binding, now time.Time) uint32 {
+	if b.Static || b.Expires.IsZero() {
+		return math.MaxUint32
+	}
+	d := b.Expires.Sub(now)
+	if d <= 0 {
+		return 0
+	}
+	return uint32(min(int64(d/time.Second), math.MaxUint32))
+}
+
+// toSelf4 serves softwire packets addressed to 192.0.0.1: PCP requests,
+// which the AFTR accepts from any B4 before a binding exists (PROTOCOL.md
+// §8 item 3), answered into the same softwire.
+func (a *AFTR) toSelf4(outer *packet.IPv6, ip4 packet.IPv4) {
+	var u packet.UDP
+	if err := packet.ParseUDP4(ip4, &u); err != nil || u.DstPort != pcpServerPort {
+		a.count.Count(cDropToSelfIPv4, len(ip4))
+		return
+	}
+	a.count.Count(cInPCP, len(ip4))
+	resp := a.pcp.Handle(u.Data, ip4.SrcAddr(), outer.SrcAddr())
+	if resp == nil {
+		a.count.Count(cDropPCPMalformed, len(ip4))
+		return
+	}
+	b := packet.AppendUDP4(nil, packet.IPv6HeaderLen, addrAFTR4, ip4.Src(), pcpServerPort, u.SrcPort, 64, resp)
+	out := packet.Encapsulate(b, packet.IPv6HeaderLen, a.addr6, outer.Src, a.cfg.HopLimit)
+	a.count.Count(cOutPCP, len(out))
+	a.access.Send(out)
+}
+
+// icmpv6ToSelf answers echo requests to the AFTR's IPv6 address; other
+// ICMPv6 for it is counted and dropped.
+func (a *AFTR) icmpv6ToSelf(outer *packet.IPv6) {
+	var m packet.ICMPv6
+	if err := packet.ParseICMPv6(outer, &m); err != nil || m.Type != packet.ICMPv6EchoRequest {
+		a.count.Count(cDropUnknownProtocolIPv6, len(outer.Packet))
+		return
+	}
+	out := packet.ICMPv6Echo(packet.ICMPv6EchoReply, a.addr6, outer.Src, 64, m.Param, m.Body)
+	a.count.Count(cOutICMPv6, len(out))
+	a.access.Send(out)
+}
+
+// pcpOverIPv6 would serve PCP from provisioning systems over plain IPv6;
+// until then such packets are counted as an unknown protocol.
+func (a *AFTR) pcpOverIPv6(outer *packet.IPv6) {
+	a.count.Count(cDropUnknownProtocolIPv6, len(outer.Packet))
+}

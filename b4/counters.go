@@ -1,0 +1,48 @@
+package b4
+
+import "github.com/lw4o6/lw4o6/stack/counter"
+
+// Counter IDs; names follow the AFTR's (Snabb lwAFTR's) scheme.
+const (
+	cInIPv4  counter.ID = iota // from the LAN
+	cInIPv6                    // from the access network
+	cOutIPv4                   // to the LAN
+	cOutIPv6                   // to the AFTR
+	cToSelf                    // softwire packets for 192.0.0.2 (PCP)
+	cDropMalformedIPv4
+	cDropMalformedIPv6
+	cDropNotProvisioned
+	cDropNAT
+	cDropNATInbound
+	cDropWrongSourceIPv6
+	cDropWrongDstIPv6
+	cDropUnknownProtocolIPv6
+	cDropTTLZero
+	cInICMPv6Policy
+	cDropICMPv6Spoofed
+	cDropICMPv6Other
+	cOutICMPv4
+	cReprovision
+)
+
+var counterNames = []string{
+	cInIPv4:                  "in-ipv4",
+	cInIPv6:                  "in-ipv6",
+	cOutIPv4:                 "out-ipv4",
+	cOutIPv6:                 "out-ipv6",
+	cToSelf:                  "in-to-self-ipv4",
+	cDropMalformedIPv4:       "drop-malformed-ipv4",
+	cDropMalformedIPv6:       "drop-malformed-ipv6",
+	cDropNotProvisioned:      "drop-not-provisioned-ipv4",
+	cDropNAT:                 "drop-nat-outbound-ipv4",
+	cDropNATInbound:          "drop-nat-inbound-ipv4",
+	cDropWrongSourceIPv6:     "drop-wrong-source-ipv6",
+	cDropWrongDstIPv6:        "drop-wrong-dst-ipv6",
+	cDropUnknownProtocolIPv6: "drop-unknown-protocol-ipv6",
+	cDropTTLZero:             "drop-ttl-zero-ipv4",
+	cInICMPv6Policy:          "in-icmpv6-no-binding",
+	cDropICMPv6Spoofed:       "drop-icmpv6-not-from-aftr",
+	cDropICMPv6Other:         "drop-icmpv6-other",
+	cOutICMPv4:               "out-icmpv4",
+	cReprovision:             "reprovision",
+}

@@ -1,0 +1,143 @@
+package b4
+
+import (
+	"github.com/lw4o6/lw4o6/stack/packet"
+)
+
+// The B4's packet path. FromLAN: route, NAPT44, encapsulate. FromAccess:
+// check, decapsulate, un-NAT (or hand PCP replies to the B4's own stack).
+// Every branch ends in a send or a counted drop; no lock is held while
+// sending.
+
+// FromLAN handles one IPv4 packet from the LAN. pkt may be rewritten in
+// place and is not retained.
+func (b *B4) FromLAN(pkt []byte) {
+	ip4, err := packet.ParseIPv4(pkt)
+	if err != nil {
+		b.count.Count(cDropMalformedIPv4, len(pkt))
+		return
+	}
+	b.count.Count(cInIPv4, len(ip4))
+	if !b.provisioned.Load() {
+		b.count.Count(cDropNotProvisioned, len(ip4))
+		b.sendICMPv4ToLAN(packet.ICMPv4DstUnreachable, 0, ip4) // net unreachable: no IPv4 service yet
+		return
+	}
+	if err := ip4.DecTTL(); err != nil {
+		b.count.Count(cDropTTLZero, len(ip4))
+		b.sendICMPv4ToLAN(packet.ICMPv4TimeExceeded, 0, ip4)
+		return
+	}
+	hairpin, err := b.nat.Outbound(ip4)
+	if err != nil {
+		b.count.Count(cDropNAT, len(ip4))
+		return
+	}
+	if hairpin {
+		// RFC 4787 REQ-9: a LAN host reaching another through the public
+		// address stays on the LAN.
+		b.count.Count(cOutIPv4, len(ip4))
+		b.lan.Send(ip4)
+		return
+	}
+	b.toAFTR(ip4)
+}
+
+// toAFTR encapsulates an IPv4 packet into the softwire (RFC 7596 §5.1).
+func (b *B4) toAFTR(ip4 []byte) {
+	out := packet.Encapsulate(ip4, 0, b.addr6, b.aftr6, b.cfg.HopLimit)
+	b.count.Count(cOutIPv6, len(out))
+	b.access.Send(out)
+}
+
+// FromAccess handles one IPv6 packet from the access network.
+func (b *B4) FromAccess(pkt []byte) {
+	var outer packet.IPv6
+	if err := packet.ParseIPv6(pkt, &outer); err != nil {
+		b.count.Count(cDropMalformedIPv6, len(pkt))
+		return
+	}
+	b.count.Count(cInIPv6, len(pkt))
+	if outer.Dst != b.addr6 {
+		b.count.Count(cDropWrongDstIPv6, len(pkt))
+		return
+	}
+	// RFC 7596 §5.1: the outer source MUST be the configured lwAFTR;
+	// the same check guards the ICMPv6 1/5 against forged errors.
+	if outer.Src != b.aftr6 {
+		b.count.Count(cDropWrongSourceIPv6, len(pkt))
+		return
+	}
+	switch outer.NextHeader {
+	case packet.ProtoIPIP:
+	case packet.ProtoICMPv6:
+		b.fromAFTRICMPv6(&outer)
+		return
+	default:
+		b.count.Count(cDropUnknownProtocolIPv6, len(pkt))
+		return
+	}
+	ip4, err := packet.ParseIPv4(outer.Payload)
+	if err != nil {
+		b.count.Count(cDropMalformedIPv4, len(pkt))
+		return
+	}
+	if ip4.TOS() != outer.TrafficClass { // RFC 6333 §7.1
+		ip4.SetTOS(outer.TrafficClass)
+	}
+	if ip4.Dst() == addrB4 {
+		b.count.Count(cToSelf, len(ip4))
+		b.stack.Inject(ip4)
+		return
+	}
+	// RFC 7596 §5.1: a destination address or port outside the B4's
+	// configuration MUST be dropped; the NAT knows both.
+	if err := b.nat.Inbound(ip4); err != nil {
+		b.count.Count(cDropNATInbound, len(ip4))
+		return
+	}
+	if err := ip4.DecTTL(); err != nil {
+		b.count.Count(cDropTTLZero, len(ip4))
+		return
+	}
+	b.count.Count(cOutIPv4, len(ip4))
+	b.lan.Send(ip4)
+}
+
+// fromAFTRICMPv6 acts on ICMPv6 errors from the AFTR. Type 1 code 5 about a
+// packet this B4 sent means the AFTR holds no binding for it (RFC 7596 §5.1):
+// drop the port set, flush the NAT and ask again.
+func (b *B4) fromAFTRICMPv6(outer *packet.IPv6) {
+	var m packet.ICMPv6
+	if err := packet.ParseICMPv6(outer, &m); err != nil {
+		b.count.Count(cDropMalformedIPv6, len(outer.Packet))
+		return
+	}
+	if m.Type != packet.ICMPv6DstUnreachable || m.Code != packet.ICMPv6CodeSourcePolicy {
+		b.count.Count(cDropICMPv6Other, len(outer.Packet))
+		return
+	}
+	// The embedded packet must be one of ours: our source, to our AFTR.
+	// Anything else is not about our binding (or is forged).
+	inv := m.Body
+	if len(inv) < packet.IPv6HeaderLen || inv[0]>>4 != 6 ||
+		[16]byte(inv[8:24]) != b.addr6 || [16]byte(inv[24:40]) != b.aftr6 {
+		b.count.Count(cDropICMPv6Spoofed, len(outer.Packet))
+		return
+	}
+	b.count.Count(cInICMPv6Policy, len(outer.Packet))
+	if b.cfg.ReprovisionOnICMP {
+		b.lostBinding("ICMPv6 1/5 from AFTR")
+	}
+}
+
+// sendICMPv4ToLAN answers a LAN packet with an ICMPv4 error from the
+// gateway address; never about an ICMP error (RFC 1812 §4.3.2.7).
+func (b *B4) sendICMPv4ToLAN(typ, code uint8, ip4 packet.IPv4) {
+	if f, err := ip4.Ports(); err == nil && f.ICMPError {
+		return
+	}
+	e := packet.ICMPv4Error(typ, code, 0, b.gw4, ip4.Src(), 64, ip4, packet.MaxICMPv4Error)
+	b.count.Count(cOutICMPv4, len(e))
+	b.lan.Send(e)
+}

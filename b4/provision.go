@@ -1,0 +1,201 @@
+package b4
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/lw4o6/lw4o6/stack/pcp"
+	"github.com/lw4o6/lw4o6/stack/portset"
+)
+
+// Run provisions the B4 and keeps it provisioned until ctx is done: MAP with
+// PORT_SET to 192.0.0.1 through the softwire (PROTOCOL.md §8 item 1),
+// renewal at 1/2-5/8 of the lifetime (RFC 6887 §11.2.1), and provisioning
+// again after an ICMPv6 1/5 (RFC 7596 §5.1), a failed Epoch check or an
+// ANNOUNCE (RFC 6887 §8.5, §14.1.3).
+func (b *B4) Run(ctx context.Context) error {
+	conn, err := b.stack.DialUDP(netip.AddrPortFrom(netip.AddrFrom4(addrB4), 0), pcpServerAP)
+	if err != nil {
+		return fmt.Errorf("b4: PCP socket: %w", err)
+	}
+	renewNow := make(chan struct{}, 1)
+	client := pcp.NewClient(conn, pcp.ClientConfig{
+		ClientIP: netip.AddrFrom4(addrB4),
+		Nonce:    b.cfg.Nonce,
+		Logger:   b.log,
+		// The server may have lost our mapping: renew at once with the
+		// old address and port as suggestions (RFC 6887 §16.3.1); the set
+		// stays in use meanwhile, as the AFTR most likely rebuilds it.
+		OnStateLoss: func() {
+			b.log.Info("PCP server state loss detected, renewing")
+			select {
+			case renewNow <- struct{}{}:
+			default:
+			}
+		},
+	})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { client.Run(runCtx); close(done) }()
+	defer func() { stop(); conn.Close(); <-done }()
+
+	p := provisioner{b: b, client: client}
+	for {
+		wait, err := p.step(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			b.log.Warn("provisioning failed", "err", err, "retry-in", wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		case why := <-b.lost:
+			t.Stop()
+			if d := p.lost(why); d > 0 {
+				bt := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					bt.Stop()
+					return nil
+				case <-bt.C:
+				}
+			}
+		case <-renewNow:
+			t.Stop()
+		}
+	}
+}
+
+// provisioner is the state the provisioning loop carries between requests.
+type provisioner struct {
+	b      *B4
+	client *pcp.Client
+	// last is the address and set we held most recently: the suggestion
+	// of every request, so the AFTR can give the same set back.
+	last    netip.Addr
+	lastSet portset.Range
+	expires time.Time
+	// losses counts bindings lost in quick succession, for back-off.
+	losses   int
+	lastLost time.Time
+}
+
+// step sends one request (retransmitted until answered or the current set
+// expires) and returns how long to wait before the next one.
+func (p *provisioner) step(ctx context.Context) (time.Duration, error) {
+	b := p.b
+	req := pcp.MapRequest{
+		Protocol:     0, // all protocols: the port set is for every port-aware protocol (RFC 7596 §3)
+		InternalPort: 0,
+		Lifetime:     uint32(b.cfg.Lifetime / time.Second),
+		PortSet:      &pcp.PortSet{Size: b.cfg.PortSetSize, FirstInternalPort: 0},
+	}
+	if p.last.IsValid() {
+		req.SuggestedIP, req.SuggestedPort = p.last, p.lastSet.First
+	} else {
+		req.SuggestedIP = netip.IPv4Unspecified()
+	}
+	rctx := ctx
+	if b.provisioned.Load() && !p.expires.IsZero() {
+		// A renewal is worth retransmitting only while the set is valid.
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithDeadline(ctx, p.expires)
+		defer cancel()
+	}
+	m, err := p.client.Map(rctx, req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		if b.provisioned.Load() && !b.now().Before(p.expires) {
+			b.lostBinding("lifetime expired without renewal")
+		}
+		var re *pcp.ResultError
+		if errors.As(err, &re) {
+			// RFC 6887 §8.1: do not repeat the request within the error's
+			// lifetime (bounded below so a 0 does not spin).
+			return max(time.Duration(re.Lifetime)*time.Second, time.Second), err
+		}
+		return time.Second, err
+	}
+	set, err := mappedSet(m)
+	if err != nil {
+		return 30 * time.Second, err
+	}
+	p.install(m, set)
+	return m.RenewAt(nil).Sub(b.now()), nil
+}
+
+// mappedSet turns a MAP response into the port set it assigns: PORT_SET
+// gives the size, the Assigned External Port its first port (RFC 7753 §4).
+func mappedSet(m *pcp.Mapping) (portset.Range, error) {
+	size := uint32(1)
+	if m.PortSet != nil {
+		size = uint32(m.PortSet.Size)
+	}
+	r, err := portset.NewRange(m.ExternalPort, size)
+	if err != nil {
+		return r, fmt.Errorf("b4: AFTR assigned an unusable port set: %w", err)
+	}
+	if !m.ExternalIP.Is4() {
+		return r, fmt.Errorf("b4: AFTR assigned %v, not an IPv4 address", m.ExternalIP)
+	}
+	return r, nil
+}
+
+func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
+	b := p.b
+	fresh := !b.provisioned.Load()
+	if fresh || m.ExternalIP != p.last || set != p.lastSet {
+		// RFC 7596 §5.1: a changed address or port set MUST flush the NAT.
+		if err := b.nat.SetExternal(m.ExternalIP, set); err != nil {
+			b.log.Error("NAT refused the assigned set", "err", err)
+			return
+		}
+	}
+	p.last, p.lastSet = m.ExternalIP, set
+	p.expires = m.Received.Add(m.Lifetime)
+	b.provisioned.Store(true)
+	b.setStatus(func(s *Status) {
+		s.Provisioned = true
+		s.PublicIPv4, s.Ports = m.ExternalIP, set
+		s.Lifetime, s.Expires, s.Epoch = m.Lifetime, p.expires, m.Epoch
+		if fresh {
+			s.Provisionings++
+		}
+	})
+	if fresh {
+		b.log.Info("provisioned", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime)
+	} else {
+		b.log.Debug("renewed", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime)
+	}
+}
+
+// lost is told that the binding is gone; lostBinding already dropped the
+// set. Quick repeats back off exponentially with jitter so a B4 that the
+// AFTR keeps refusing does not hammer it.
+func (p *provisioner) lost(why string) time.Duration {
+	now := p.b.now()
+	if now.Sub(p.lastLost) < 30*time.Second {
+		p.losses++
+	} else {
+		p.losses = 0
+	}
+	p.lastLost = now
+	if p.losses > 0 {
+		d := time.Duration(1<<min(p.losses-1, 6)) * time.Second
+		d = time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+		p.b.log.Info("backing off before provisioning again", "why", why, "wait", d)
+		return d
+	}
+	return 0
+}

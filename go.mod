@@ -1,0 +1,15 @@
+module github.com/lw4o6/lw4o6
+
+go 1.26.8
+
+require (
+	github.com/spf13/pflag v1.0.10
+	gvisor.dev/gvisor v0.0.0-20260905035102-160fafc42237
+)
+
+require (
+	github.com/google/btree v1.1.2 // indirect
+	golang.org/x/exp v0.0.0-20250711185948-6ae5c78190dc // indirect
+	golang.org/x/sys v0.43.0 // indirect
+	golang.org/x/time v0.15.0 // indirect
+)

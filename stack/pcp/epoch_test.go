@@ -1,0 +1,54 @@
+package pcp
+
+import "testing"
+
+func TestEpochValid(t *testing.T) {
+	cases := []struct {
+		name                   string
+		prevServer, currServer uint32
+		prevClient, currClient int64
+		want                   bool
+	}{
+		{"RFC6887 §8.5: both advance 10 s", 100, 110, 0, 10, true},
+		{"RFC6887 §8.5: reordering, server back 1 s, client still", 100, 99, 50, 50, true},
+		{"RFC6887 §8.5: reordering, server back 1 s, client +1 s", 100, 99, 50, 51, true},
+		{"RFC6887 §8.5: server back 1 s after 5 s is a restart", 100, 99, 50, 55, false},
+		{"RFC6887 §8.5: server back 2 s", 100, 98, 50, 50, false},
+		{"RFC6887 §8.5: server reset to 0", 5000, 0, 0, 5000, false},
+		{"RFC6887 §8.5: server back 1 s from 0 cannot underflow", 0, 0, 7, 7, true},
+		{"RFC6887 §8.5: +2 quantisation", 100, 112, 0, 10, true},
+		{"RFC6887 §8.5: server 3 s ahead in 10 s", 100, 113, 0, 10, false},
+		{"RFC6887 §8.5: server fast within 1/16", 0, 1060, 0, 1000, true},
+		{"RFC6887 §8.5: server fast beyond 1/16", 0, 1070, 0, 1000, false},
+		{"RFC6887 §8.5: server slow within 1/16", 0, 937, 0, 1000, true},
+		{"RFC6887 §8.5: server slow beyond 1/16", 0, 935, 0, 1000, false},
+		{"RFC6887 §8.5: same instant", 42, 42, 9, 9, true},
+		{"RFC6887 §8.5: server restart long ago, server behind", 100000, 3600, 0, 100000 + 3600, false},
+	}
+	for _, tc := range cases {
+		if got := epochValid(tc.prevServer, tc.currServer, tc.prevClient, tc.currClient); got != tc.want {
+			t.Errorf("%s: epochValid(%d, %d, %d, %d) = %v", tc.name, tc.prevServer, tc.currServer, tc.prevClient, tc.currClient, got)
+		}
+	}
+}
+
+func TestEpochCheckSequence(t *testing.T) {
+	var e epochCheck
+	steps := []struct {
+		server uint32
+		client int64
+		want   bool
+		why    string
+	}{
+		{9999, 0, true, "RFC6887 §8.5: the first response is always valid"},
+		{10009, 10, true, "in step"},
+		{10008, 10, true, "reordered by one second"},
+		{3, 20, false, "server restarted"},
+		{13, 30, true, "RFC6887 §8.5: prev_* were recorded even for the invalid one"},
+	}
+	for _, s := range steps {
+		if got := e.check(s.server, s.client); got != s.want {
+			t.Fatalf("%s: check(%d, %d) = %v", s.why, s.server, s.client, got)
+		}
+	}
+}
