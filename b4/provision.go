@@ -26,6 +26,7 @@ func (b *B4) Run(ctx context.Context) error {
 	client := pcp.NewClient(conn, pcp.ClientConfig{
 		ClientIP: netip.AddrFrom4(addrB4),
 		Nonce:    b.cfg.Nonce,
+		Clock:    clock{b.now},
 		Logger:   b.log,
 		// The server may have lost our mapping: renew at once with the
 		// old address and port as suggestions (RFC 6887 §16.3.1); the set
@@ -75,6 +76,14 @@ func (b *B4) Run(ctx context.Context) error {
 	}
 }
 
+// clock is the B4's Now for the PCP client, so that mapping times
+// (Received, RenewAt, Expiry) and b.now() share one time line; its timers
+// are real.
+type clock struct{ now func() time.Time }
+
+func (c clock) Now() time.Time                       { return c.now() }
+func (clock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
 // provisioner is the state the provisioning loop carries between requests.
 type provisioner struct {
 	b      *B4
@@ -108,7 +117,7 @@ func (p *provisioner) step(ctx context.Context) (time.Duration, error) {
 	if b.provisioned.Load() && !p.expires.IsZero() {
 		// A renewal is worth retransmitting only while the set is valid.
 		var cancel context.CancelFunc
-		rctx, cancel = context.WithDeadline(ctx, p.expires)
+		rctx, cancel = context.WithTimeout(ctx, p.expires.Sub(b.now()))
 		defer cancel()
 	}
 	m, err := p.client.Map(rctx, req)
@@ -119,13 +128,19 @@ func (p *provisioner) step(ctx context.Context) (time.Duration, error) {
 		if b.provisioned.Load() && !b.now().Before(p.expires) {
 			b.lostBinding("lifetime expired without renewal")
 		}
+		wait := time.Second
 		var re *pcp.ResultError
 		if errors.As(err, &re) {
 			// RFC 6887 §8.1: do not repeat the request within the error's
 			// lifetime (bounded below so a 0 does not spin).
-			return max(time.Duration(re.Lifetime)*time.Second, time.Second), err
+			wait = max(time.Duration(re.Lifetime)*time.Second, time.Second)
 		}
-		return time.Second, err
+		if b.provisioned.Load() {
+			// A refused renewal must not keep the set past its expiry:
+			// come back then to drop it (the held error stops a resend).
+			wait = min(wait, max(p.expires.Sub(b.now()), 0))
+		}
+		return wait, err
 	}
 	set, err := mappedSet(m)
 	if err != nil {
