@@ -1,0 +1,125 @@
+package snabbconf
+
+import (
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/lw4o6/lw4o6/stack/portset"
+)
+
+var bindingTableSpecs = map[string]spec[builder]{
+	"softwire": {list, readSoftwire},
+	"version":  sub(versionSpecs, func(b *builder) *Version { return &b.cfg.Version }),
+}
+
+var versionSpecs = map[string]spec[Version]{
+	"number": uintLeaf(0, math.MaxUint64, func(v *Version, n uint64) { v.Number = n }),
+	"date": {leaf, func(p *parser, v *Version, s *stmt) error {
+		// yang:date-and-time is RFC 3339 with an optional fraction.
+		t, err := time.Parse(time.RFC3339, s.arg)
+		if err != nil {
+			return p.bad(s, "not a date-and-time (RFC 3339)")
+		}
+		v.Date = t
+		return nil
+	}},
+}
+
+// swBuild is a softwire being read, with the statements that gave each
+// leaf so that errors can point at them.
+type swBuild struct {
+	sw                   Softwire
+	ipv4, psid, b4, plen *stmt
+	rpbc                 *stmt
+	plenVal, rpbcVal     uint8
+}
+
+var softwireSpecs = map[string]spec[swBuild]{
+	"ipv4": {leaf, func(p *parser, b *swBuild, s *stmt) (err error) {
+		b.ipv4 = s
+		b.sw.IPv4, err = p.ipv4Val(s)
+		return err
+	}},
+	"psid": {leaf, func(p *parser, b *swBuild, s *stmt) error {
+		v, err := p.uintVal(s, 0, math.MaxUint16)
+		b.psid, b.sw.PSID = s, uint16(v)
+		return err
+	}},
+	"b4-ipv6": {leaf, func(p *parser, b *swBuild, s *stmt) (err error) {
+		b.b4 = s
+		b.sw.B4, err = p.ipv6Val(s)
+		return err
+	}},
+	"br-address": addrLeaf(true, func(b *swBuild, a netip.Addr) { b.sw.BR = a }),
+	// padding is an alignment artefact of Snabb's binary tables.
+	"padding":  uintLeaf(0, math.MaxUint16, func(*swBuild, uint64) {}),
+	"port-set": sub(portSetSpecs, func(b *swBuild) *swBuild { return b }),
+}
+
+var portSetSpecs = map[string]spec[swBuild]{
+	"psid-length": {leaf, func(p *parser, b *swBuild, s *stmt) error {
+		v, err := p.uintVal(s, 0, 16)
+		b.plen, b.plenVal = s, uint8(v)
+		return err
+	}},
+	"reserved-ports-bit-count": {leaf, func(p *parser, b *swBuild, s *stmt) error {
+		v, err := p.uintVal(s, 0, 16)
+		b.rpbc, b.rpbcVal = s, uint8(v)
+		return err
+	}},
+}
+
+// softwire reads one binding-table/softwire and checks it against the
+// softwires before it.
+func readSoftwire(p *parser, b *builder, s *stmt) error {
+	w := swBuild{sw: Softwire{Line: s.line}}
+	if err := walk(p, s, &w, softwireSpecs); err != nil {
+		return err
+	}
+	switch {
+	case w.ipv4 == nil:
+		return p.missing(s, "ipv4")
+	case w.psid == nil:
+		return p.missing(s, "psid")
+	case w.b4 == nil:
+		return p.missing(s, "b4-ipv6")
+	case w.plen == nil:
+		return p.missing(s, "port-set/psid-length")
+	}
+	if int(w.plenVal)+int(w.rpbcVal) > 16 {
+		at := w.rpbc
+		if at == nil {
+			at = w.plen
+		}
+		return p.newError(at, ErrValue, "psid-length %d + reserved-ports-bit-count %d exceeds 16 bits (RFC 7597 §5.1)", w.plenVal, w.rpbcVal)
+	}
+	ps, err := portset.NewPSID(w.rpbcVal, w.plenVal, w.sw.PSID)
+	if err != nil {
+		return p.newError(w.psid, ErrValue, "psid %d does not fit in psid-length %d (must be below %d)", w.sw.PSID, w.plenVal, 1<<w.plenVal)
+	}
+	w.sw.PortSet = ps
+
+	c := b.cfg
+	key := swKey{w.sw.IPv4, w.sw.PSID}
+	if i, dup := b.byKey[key]; dup {
+		first := c.Softwires[i].Line
+		e := p.newError(s, ErrDuplicate, "softwire ipv4 %v psid %d is already defined at line %d", key.ip, key.psid, first)
+		e.OtherLine = first
+		return e
+	}
+	if i, ok := b.byAddr[w.sw.IPv4]; ok {
+		if f := c.Softwires[i]; f.PortSet.Length != ps.Length || f.PortSet.Offset != ps.Offset {
+			e := p.newError(s, ErrConflict,
+				"%v has psid-length %d, reserved-ports-bit-count %d here but psid-length %d, reserved-ports-bit-count %d in the softwire at line %d; RFC 7597 §5.1: a and k must be the same for every CE sharing an address",
+				w.sw.IPv4, ps.Length, ps.Offset, f.PortSet.Length, f.PortSet.Offset, f.Line)
+			e.OtherLine = f.Line
+			return e
+		}
+	} else {
+		b.byAddr[w.sw.IPv4] = len(c.Softwires)
+	}
+	b.byKey[key] = len(c.Softwires)
+	c.Softwires = append(c.Softwires, w.sw)
+	return nil
+}
