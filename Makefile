@@ -29,6 +29,9 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzOutboundInbound -fuzztime=$(FUZZTIME) ./b4/nat/
 	$(GO) test -run=NONE -fuzz=FuzzParsePackets -fuzztime=$(FUZZTIME) ./stack/packet/
 	$(GO) test -run=NONE -fuzz=FuzzFromAccess -fuzztime=$(FUZZTIME) ./aftr/
+	$(GO) test -run=NONE -fuzz=FuzzServeConn -fuzztime=$(FUZZTIME) ./stack/socks5/
+	$(GO) test -run=NONE -fuzz=FuzzReassemble -fuzztime=$(FUZZTIME) ./stack/frag/
+	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./aftr/snabbconf/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
