@@ -21,6 +21,13 @@ func (a *AFTR) FromAccess(pkt []byte) {
 		a.count.Count(cDropWrongDstIPv6, len(pkt))
 		return
 	}
+	// No B4 sends from a multicast (RFC 4291 §2.7) or the unspecified
+	// address; answering one (PCP, ICMPv6, RFC 4443 §2.4(e)) would reach
+	// no single node.
+	if outer.Src[0] == 0xff || outer.Src == [16]byte{} {
+		a.count.Count(cDropMalformedIPv6, len(pkt))
+		return
+	}
 	switch outer.NextHeader {
 	case packet.ProtoIPIP:
 	case packet.ProtoICMPv6:
@@ -37,10 +44,6 @@ func (a *AFTR) FromAccess(pkt []byte) {
 	if err != nil {
 		a.count.Count(cDropMalformedIPv4, len(pkt))
 		return
-	}
-	// RFC 6333 §7.1 (applied by RFC 7596): the traffic class is copied back.
-	if ip4.TOS() != outer.TrafficClass {
-		ip4.SetTOS(outer.TrafficClass)
 	}
 	if ip4.Dst() == addrAFTR4 {
 		a.toSelf4(&outer, ip4)
@@ -70,6 +73,12 @@ func (a *AFTR) FromAccess(pkt []byte) {
 			a.sendICMPv6(packet.ICMPv6DstUnreachable, packet.ICMPv6CodeSourcePolicy, outer.Src, outer.Packet)
 		}
 		return
+	}
+	// RFC 6333 §7.1 (applied by RFC 7596): the traffic class is copied back.
+	// Only now: the ICMPv6 error above embeds the packet as received
+	// (RFC 4443 §3.1).
+	if ip4.TOS() != outer.TrafficClass {
+		ip4.SetTOS(outer.TrafficClass)
 	}
 	if err := ip4.DecTTL(); err != nil {
 		a.count.Count(cDropTTLZeroIPv4, len(ip4))

@@ -50,10 +50,19 @@ func (a *AFTR) sendICMPv6(typ, code uint8, dst [16]byte, invoking []byte) {
 
 // sendICMPv4 sends an ICMPv4 error about ip4 to its source: back through
 // the softwire when it came from a B4 (outer != nil), to the Internet
-// otherwise. Errors about ICMP errors are never sent (RFC 1812 §4.3.2.7).
+// otherwise. Errors about ICMP errors, or about datagrams from no single
+// host or to a broadcast or multicast address, are never sent (RFC 1812
+// §4.3.2.7).
 func (a *AFTR) sendICMPv4(typ, code uint8, rest uint32, ip4 packet.IPv4, outer *packet.IPv6) {
 	if f, err := ip4.Ports(); err == nil && f.ICMPError {
 		return
+	}
+	if s, d := ip4.SrcAddr(), ip4.DstAddr(); s.IsUnspecified() || s.IsLoopback() || s.IsMulticast() ||
+		s.As4()[0] >= 240 || d.IsMulticast() || d.As4() == [4]byte{255, 255, 255, 255} {
+		return // 240/4 is class E and holds 255.255.255.255
+	}
+	if outer == nil && a.ownsIPv4(ip4.Src()) {
+		return // a spoofed B4 address: what is sent to it must not leave for the Internet
 	}
 	src := a.cfg.IPv4Addr
 	if !src.IsValid() {

@@ -52,7 +52,8 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 	// mapping with another nonce is refused for the mapping's remaining life.
 	if cur := a.table.ByB4(b4); len(cur) > 0 {
 		if n, ok := a.nonces[b4]; ok && n != m.Nonce {
-			return pcp.Response{Result: pcp.NotAuthorized, Lifetime: remaining(cur[0], now)}
+			// At least 1: 0 would become the 30-minute default (§7.4).
+			return pcp.Response{Result: pcp.NotAuthorized, Lifetime: max(remaining(cur[0], now), 1)}
 		}
 	}
 	if r.Message.Lifetime == 0 {

@@ -90,9 +90,18 @@ func (pw *Writer) Flush() error {
 	return pw.w.Flush()
 }
 
-// Close flushes and closes the underlying file.
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("pcap: writer closed")
+
+// Close flushes and closes the underlying file; later writes fail with
+// ErrClosed instead of touching a closed file.
 func (pw *Writer) Close() error {
 	err := pw.Flush()
+	pw.mu.Lock()
+	if pw.err == nil {
+		pw.err = ErrClosed
+	}
+	pw.mu.Unlock()
 	if pw.c != nil {
 		if cerr := pw.c.Close(); err == nil {
 			err = cerr
