@@ -1,0 +1,134 @@
+package aftr
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/lw4o6/lw4o6/aftr/bindings"
+	"github.com/lw4o6/lw4o6/stack/packet"
+	"github.com/lw4o6/lw4o6/stack/pcp"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+)
+
+// fuzzRig is an AFTR with every optional behaviour on and two bindings:
+// B4 A and B4 B on the pool's first address, ports 2048-4095 and 4096-6143.
+func fuzzRig(t testing.TB) *rig {
+	t.Helper()
+	r := newRig(t, func(c *Config) {
+		c.IPv4Addr = tSelf4
+		c.ICMPv4OnNoBinding = true
+	})
+	for _, b4 := range []netip.Addr{tB4A, tB4B} {
+		if _, err := r.a.pool.Allocate(b4, bindings.Request{Size: 65535, Lifetime: time.Hour}); err != nil {
+			t.Fatalf("Allocate(%v): %v", b4, err)
+		}
+	}
+	return r
+}
+
+// softwireRaw is data as the payload of a softwire packet from b4 to the
+// AFTR, whatever data is.
+func softwireRaw(b4 netip.Addr, data []byte) []byte {
+	data = data[:min(len(data), 0xffff)]
+	b := make([]byte, packet.IPv6HeaderLen+len(data))
+	packet.PutIPv6Header(b, 0, len(data), packet.ProtoIPIP, 64, a16(b4), a16(tAFTR))
+	copy(b[packet.IPv6HeaderLen:], data)
+	return b
+}
+
+// FuzzFromAccess feeds arbitrary bytes to FromAccess (as they are, and as
+// the inner packet of a bound B4's softwire) and to FromInternet. The AFTR
+// must not panic, and everything it sends must be well formed: on the
+// access link an IPv6 packet from its address to one node, carrying a valid
+// IPv4 packet (a PCP reply parses) or a checksummed ICMPv6 message; on the
+// Internet link a valid IPv4 packet never from 192.0.0.0/29 and never to a
+// B4's address (RFC 7596 §6.2: that is hairpinned), and the AFTR's own
+// ICMPv4 errors checksummed.
+func FuzzFromAccess(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := fuzzRig(t)
+		r.a.FromAccess(bytes.Clone(data))
+		r.a.FromAccess(softwireRaw(tB4A, data))
+		r.a.FromInternet(bytes.Clone(data))
+		for _, p := range r.access.take() {
+			checkAccessOut(t, r, p)
+		}
+		for _, p := range r.internet.take() {
+			checkInternetOut(t, r, p)
+		}
+	})
+}
+
+func checkAccessOut(t *testing.T, r *rig, p []byte) {
+	t.Helper()
+	var o packet.IPv6
+	if err := packet.ParseIPv6(p, &o); err != nil {
+		t.Fatalf("access: %v: % x", err, p)
+	}
+	if len(o.Packet) != len(p) || o.SrcAddr() != tAFTR {
+		t.Fatalf("access: %d of %d octets from %v", len(o.Packet), len(p), o.SrcAddr())
+	}
+	if d := o.DstAddr(); d.IsUnspecified() || d.IsMulticast() {
+		t.Fatalf("access: to %v", d)
+	}
+	switch o.NextHeader {
+	case packet.ProtoIPIP:
+		ip4, err := packet.ParseIPv4(o.Payload)
+		if err != nil || len(ip4) != len(o.Payload) {
+			t.Fatalf("access: inner IPv4 (%v), %d of %d octets: % x", err, len(ip4), len(o.Payload), p)
+		}
+		if o.TrafficClass != ip4.TOS() {
+			t.Fatalf("access: traffic class %#x, TOS %#x", o.TrafficClass, ip4.TOS())
+		}
+		// A PCP reply (what the Internet sends a B4 goes to a pool
+		// address, and may claim any source).
+		if ip4.SrcAddr() == tAFTR4 && ip4.Protocol() == packet.ProtoUDP && !tPool.Contains(ip4.DstAddr()) {
+			var u packet.UDP
+			if err := packet.ParseUDP4(ip4, &u); err != nil || u.SrcPort != pcp.ServerPort {
+				t.Fatalf("access: PCP reply UDP (%v) from port %d", err, u.SrcPort)
+			}
+			if m, err := pcp.Parse(u.Data); err != nil || !m.Response {
+				t.Fatalf("access: PCP reply (%v): % x", err, u.Data)
+			}
+		}
+	case packet.ProtoICMPv6:
+		var m packet.ICMPv6
+		if err := packet.ParseICMPv6(&o, &m); err != nil {
+			t.Fatalf("access: ICMPv6: %v", err)
+		}
+	default:
+		t.Fatalf("access: next header %d", o.NextHeader)
+	}
+}
+
+func checkInternetOut(t *testing.T, r *rig, p []byte) {
+	t.Helper()
+	ip4, err := packet.ParseIPv4(p)
+	if err != nil || len(ip4) != len(p) {
+		t.Fatalf("internet: %v, %d of %d octets: % x", err, len(ip4), len(p), p)
+	}
+	wk := netip.MustParsePrefix("192.0.0.0/29")
+	if wk.Contains(ip4.SrcAddr()) {
+		t.Fatalf("internet: from %v", ip4.SrcAddr())
+	}
+	if tPool.Contains(ip4.DstAddr()) {
+		t.Fatalf("internet: to a B4 address %v", ip4.DstAddr())
+	}
+	if ip4.SrcAddr() == tSelf4 {
+		checkICMPv4(t, ip4)
+	}
+}
+
+// checkICMPv4 checks an ICMPv4 error the AFTR built.
+func checkICMPv4(t *testing.T, ip4 packet.IPv4) {
+	t.Helper()
+	m := ip4.Payload()
+	if ip4.Protocol() != packet.ProtoICMP || len(m) < 8 || checksum.Checksum(m, 0) != 0xffff {
+		t.Fatalf("bad ICMPv4 from the AFTR: % x", ip4)
+	}
+	if !packet.IsICMPv4Error(m[0]) || len(ip4) > packet.MaxICMPv4Error {
+		t.Fatalf("ICMPv4 type %d, %d octets", m[0], len(ip4))
+	}
+}
