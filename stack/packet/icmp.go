@@ -31,7 +31,7 @@ const (
 // type and code about invoking, truncated so the packet is at most maxLen
 // octets. param is the 32-bit field after the checksum (MTU, pointer or 0).
 func ICMPv6Error(typ, code uint8, param uint32, src, dst [16]byte, hopLimit uint8, invoking []byte, maxLen int) []byte {
-	n := min(len(invoking), maxLen-IPv6HeaderLen-8)
+	n := max(0, min(len(invoking), maxLen-IPv6HeaderLen-8)) // a maxLen below the headers embeds nothing
 	b := make([]byte, IPv6HeaderLen+8+n)
 	PutIPv6Header(b, 0, 8+n, ProtoICMPv6, hopLimit, src, dst)
 	m := b[IPv6HeaderLen:]
@@ -88,7 +88,7 @@ func ParseICMPv6(p *IPv6, m *ICMPv6) error {
 // invoking, at most maxLen octets long. rest is the 32-bit field after the
 // checksum (for "fragmentation needed", the next-hop MTU in its low half).
 func ICMPv4Error(typ, code uint8, rest uint32, src, dst [4]byte, ttl uint8, invoking []byte, maxLen int) []byte {
-	n := min(len(invoking), maxLen-IPv4HeaderLen-8)
+	n := max(0, min(len(invoking), maxLen-IPv4HeaderLen-8))
 	b := make([]byte, IPv4HeaderLen+8+n)
 	PutIPv4Header(b, 0, len(b), 0, false, ttl, ProtoICMP, src, dst)
 	m := b[IPv4HeaderLen:]
