@@ -16,6 +16,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
 
@@ -48,17 +49,34 @@ func (s *Stack) ListenTCP(addr netip.AddrPort) (*gonet.TCPListener, error) {
 // DialUDP opens a UDP socket bound to laddr (zero for any) and connected to
 // raddr (zero for unconnected).
 func (s *Stack) DialUDP(laddr, raddr netip.AddrPort) (*gonet.UDPConn, error) {
-	var lp, rp *tcpip.FullAddress
 	proto := ipv4.ProtocolNumber
+	if (laddr.IsValid() && laddr.Addr().Unmap().Is6()) || (raddr.IsValid() && raddr.Addr().Unmap().Is6()) {
+		proto = ipv6.ProtocolNumber
+	}
+	var wq waiter.Queue
+	ep, terr := s.NewEndpoint(udp.ProtocolNumber, proto, &wq)
+	if terr != nil {
+		return nil, fmt.Errorf("netstack: udp endpoint: %v", terr)
+	}
+	// gVisor's default path-MTU strategy sends UDP with DF and IP ID 0 yet
+	// fragments large datagrams itself: every fragmented datagram would then
+	// carry ID 0 and two in flight would be reassembled into garbage.
+	ep.SetSockOptInt(tcpip.MTUDiscoverOption, int(tcpip.PMTUDiscoveryDont))
 	if laddr.IsValid() {
-		fa, p := full(laddr)
-		lp, proto = &fa, p
+		fa, _ := full(laddr)
+		if terr := ep.Bind(fa); terr != nil {
+			ep.Close()
+			return nil, fmt.Errorf("netstack: udp bind %v: %v", laddr, terr)
+		}
 	}
 	if raddr.IsValid() {
-		fa, p := full(raddr)
-		rp, proto = &fa, p
+		fa, _ := full(raddr)
+		if terr := ep.Connect(fa); terr != nil {
+			ep.Close()
+			return nil, fmt.Errorf("netstack: udp connect %v: %v", raddr, terr)
+		}
 	}
-	return gonet.DialUDP(s.Stack, lp, rp, proto)
+	return gonet.NewUDPConn(&wq, ep), nil
 }
 
 // ErrPingTimeout is returned when no echo reply arrives in time.

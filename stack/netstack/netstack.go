@@ -44,6 +44,11 @@ type Options struct {
 	// endpoints bind and send from any address (gVisor's promiscuous mode
 	// plus spoofing, GVISOR.md §1.3).
 	Promiscuous bool
+	// AllowLoopback accepts packets from and to 127.0.0.0/8 on the NIC,
+	// which gVisor otherwise drops as martians. The laptop lab needs it:
+	// there the "Internet" behind the AFTR's host egress is the host's own
+	// loopback.
+	AllowLoopback bool
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
 }
@@ -68,7 +73,7 @@ func New(o Options) (*Stack, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocolWithOptions(ipv4.Options{AllowExternalLoopbackTraffic: o.AllowLoopback}), ipv6.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 		// ICMP errors from hosts are part of what the twins must relay
 		// (RFC 5508); let the stack send them as fast as tests provoke them.

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+var errHelp = errors.New("help")
+
+// options are the parsed, validated flags.
+type options struct {
+	tun          string
+	tunDriver    string
+	tunAddr      netip.Prefix
+	tunSetup     bool
+	defaultRoute bool
+	aftr         string
+	ipv6         netip.Addr
+	underlay     string
+	listen       string
+	peer         string
+	mtu          int
+	portSetSize  int
+	lifetime     time.Duration
+	socks5       string
+	level        slog.Level
+}
+
+const usage = `Usage: lw4o6-b4 [flags]
+
+The lwB4 of Lightweight 4over6 (RFC 7596), provisioned by PCP: it asks the
+AFTR for a public IPv4 address and port set (PCP MAP + PORT_SET, through the
+softwire), NATs the LAN into that set and tunnels it as IPv4-in-IPv6.
+
+LAN side (at least one):
+  --tun utun7            a TUN device (created if absent; needs CAP_NET_ADMIN or root)
+  --socks5 127.0.0.1:1080  a SOCKS5 front end: no TUN, no root
+Access side:
+  --underlay raw         raw IPv6 socket, next header 4 (standard; needs CAP_NET_RAW)
+  --underlay udp         one IPv6 packet per UDP datagram to --underlay-peer (lab only, non-standard)
+
+Examples:
+  lw4o6-b4 --aftr 2001:db8::1 --tun lw4o6 --tun-addr 192.168.77.1/24 --tun-setup
+  lw4o6-b4 --aftr 2001:db8::1 --ipv6 2001:db8:b4::1 --underlay udp \
+      --underlay-peer 127.0.0.1:4666 --socks5 127.0.0.1:1080
+
+Flags:
+`
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	fs := pflag.NewFlagSet("lw4o6-b4", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	o := &options{}
+	fs.StringVar(&o.tun, "tun", "", "LAN-side TUN device `NAME` (created if absent)")
+	fs.StringVar(&o.tunDriver, "tun-driver", "wireguard", "TUN implementation: wireguard or water")
+	tunAddr := fs.String("tun-addr", "", "with --tun-setup: the B4's LAN address, `CIDR` (e.g. 192.168.77.1/24)")
+	fs.BoolVar(&o.tunSetup, "tun-setup", false, "bring the TUN up with --tun-addr and --mtu (netlink on Linux, system tools on macOS/Windows)")
+	fs.BoolVar(&o.defaultRoute, "default-route", false, "with --tun-setup: route 0.0.0.0/0 through the TUN")
+	fs.StringVar(&o.aftr, "aftr", "", "the AFTR: IPv6 `ADDR` or a DNS name (resolved to AAAA) (required)")
+	ipv6 := fs.String("ipv6", "", "tunnel source IPv6 `ADDR` (default: source address selection toward the AFTR)")
+	fs.StringVar(&o.underlay, "underlay", "raw", "access side: raw (IPv6 next header 4) or udp (lab only)")
+	fs.StringVar(&o.listen, "underlay-listen", "", "udp underlay: local `HOST:PORT` (default: any port)")
+	fs.StringVar(&o.peer, "underlay-peer", "", "udp underlay: the AFTR's `HOST:PORT`")
+	fs.IntVar(&o.mtu, "mtu", 1500, "access-side IPv6 MTU; the LAN MTU is this minus 40")
+	fs.IntVar(&o.portSetSize, "port-set-size", 65535, "PORT_SET size asked for (1-65535; 65535 = as many as the AFTR gives)")
+	fs.DurationVar(&o.lifetime, "lifetime", 2*time.Hour, "binding lifetime asked for")
+	fs.StringVar(&o.socks5, "socks5", "", "serve SOCKS5 (CONNECT, UDP ASSOCIATE) on `ADDR` as an unprivileged LAN front end")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, fmt.Errorf("%v (see --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if err := o.level.UnmarshalText([]byte(*level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)
+	}
+	if o.aftr == "" {
+		return nil, errors.New("--aftr is required: the AFTR's IPv6 address or DNS name")
+	}
+	if o.tun == "" && o.socks5 == "" {
+		return nil, errors.New("no LAN side: give --tun NAME, --socks5 ADDR, or both")
+	}
+	switch o.tunDriver {
+	case "wireguard", "water":
+	default:
+		return nil, fmt.Errorf("--tun-driver %q: want wireguard or water", o.tunDriver)
+	}
+	if *tunAddr != "" {
+		p, err := netip.ParsePrefix(*tunAddr)
+		if err != nil || !p.Addr().Is4() {
+			return nil, fmt.Errorf("--tun-addr %q: want an IPv4 CIDR such as 192.168.77.1/24", *tunAddr)
+		}
+		o.tunAddr = p
+	}
+	if o.tunSetup && (o.tun == "" || !o.tunAddr.IsValid()) {
+		return nil, errors.New("--tun-setup needs --tun and --tun-addr")
+	}
+	if o.defaultRoute && !o.tunSetup {
+		return nil, errors.New("--default-route needs --tun-setup")
+	}
+	if *ipv6 != "" {
+		a, err := netip.ParseAddr(*ipv6)
+		if err != nil || !a.Is6() || a.Is4In6() {
+			return nil, fmt.Errorf("--ipv6 %q: want an IPv6 address", *ipv6)
+		}
+		o.ipv6 = a
+	}
+	switch o.underlay {
+	case "raw":
+		if o.peer != "" || o.listen != "" {
+			return nil, errors.New("--underlay-peer and --underlay-listen go with --underlay udp")
+		}
+	case "udp":
+		if o.peer == "" {
+			return nil, errors.New("--underlay udp needs --underlay-peer HOST:PORT (the AFTR's UDP underlay)")
+		}
+		if _, err := net.ResolveUDPAddr("udp", o.peer); err != nil {
+			return nil, fmt.Errorf("--underlay-peer %q: %v", o.peer, err)
+		}
+	default:
+		return nil, fmt.Errorf("--underlay %q: want raw or udp", o.underlay)
+	}
+	if o.mtu < 1280 || o.mtu > 65535 {
+		return nil, fmt.Errorf("--mtu %d: want 1280 (the IPv6 minimum) to 65535", o.mtu)
+	}
+	if o.portSetSize < 1 || o.portSetSize > 65535 {
+		return nil, fmt.Errorf("--port-set-size %d: want 1 to 65535", o.portSetSize)
+	}
+	if o.lifetime < 2*time.Minute || o.lifetime > 24*time.Hour {
+		return nil, fmt.Errorf("--lifetime %v: want 2m to 24h (RFC 6887 §15)", o.lifetime)
+	}
+	if o.socks5 != "" {
+		if _, err := net.ResolveTCPAddr("tcp", o.socks5); err != nil {
+			return nil, fmt.Errorf("--socks5 %q: %v", o.socks5, err)
+		}
+	}
+	return o, nil
+}
+
+// resolveAFTR turns --aftr into an address: a literal, or a DNS name
+// resolved to AAAA (RFC 6334 §3: use one of the addresses).
+func resolveAFTR(ctx context.Context, s string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		if !a.Is6() || a.Is4In6() {
+			return netip.Addr{}, fmt.Errorf("--aftr %s is not an IPv6 address", s)
+		}
+		return a, nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip6", s)
+	if err != nil || len(addrs) == 0 {
+		return netip.Addr{}, fmt.Errorf("--aftr %s: no AAAA record: %v", s, err)
+	}
+	return addrs[0], nil
+}
+
+// sourceFor picks the tunnel source by the host's source address
+// selection: a connected UDP socket sends nothing but learns its address.
+func sourceFor(aftr netip.Addr) (netip.Addr, error) {
+	c, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(aftr, 9)))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("no IPv6 route to the AFTR %v (give --ipv6): %v", aftr, err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr(), nil
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/lw4o6/lw4o6/b4"
+	"github.com/lw4o6/lw4o6/internal/devlink"
+	"github.com/lw4o6/lw4o6/internal/ifsetup"
+	"github.com/lw4o6/lw4o6/stack/netstack"
+	"github.com/lw4o6/lw4o6/stack/packet"
+	"github.com/lw4o6/lw4o6/stack/socks5"
+	"github.com/lw4o6/lw4o6/tun"
+)
+
+// The SOCKS5 front end's LAN host and the B4's gateway address when there is
+// no TUN: a /24 of the benchmark range that never leaves the process.
+var (
+	socksHost    = netip.MustParseAddr("198.18.255.2")
+	socksGateway = netip.MustParseAddr("198.18.255.1")
+)
+
+func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) error {
+	aftrAddr, err := resolveAFTR(ctx, o.aftr)
+	if err != nil {
+		return err
+	}
+	src := o.ipv6
+	if !src.IsValid() {
+		if src, err = sourceFor(aftrAddr); err != nil {
+			return err
+		}
+	}
+	access, err := openAccess(o, src, aftrAddr, log)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		wg.Wait()
+	}()
+	closers = append(closers, func() { access.Close() })
+
+	cfg := b4.DefaultConfig()
+	cfg.Addr, cfg.AFTR = src, aftrAddr
+	cfg.Gateway = socksGateway
+	if o.tunAddr.IsValid() {
+		cfg.Gateway = o.tunAddr.Addr()
+	}
+	cfg.TunnelMTU = uint32(o.mtu - packet.IPv6HeaderLen)
+	cfg.PortSetSize = uint16(o.portSetSize)
+	cfg.Lifetime = o.lifetime
+	cfg.Logger = log
+	lan := &lanMux{}
+	bb, err := b4.New(cfg, lan, devlink.NewLink(access, log))
+	if err != nil {
+		return err
+	}
+	closers = append(closers, bb.Close)
+
+	if o.tun != "" {
+		dev, err := openTUN(o)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, func() { dev.Close() })
+		if o.tunSetup {
+			if err := ifsetup.Up(ifsetup.Config{Name: dev.Name(), Addr: o.tunAddr, MTU: int(cfg.TunnelMTU), DefaultRoute: o.defaultRoute}); err != nil {
+				return err
+			}
+		}
+		lan.setTUN(devlink.NewLink(dev, log))
+		wg.Add(1)
+		go func() { defer wg.Done(); devlink.Pump(dev, bb.FromLAN, log) }()
+		log.Info("LAN TUN ready", "dev", dev.Name(), "mtu", cfg.TunnelMTU)
+	}
+	if o.socks5 != "" {
+		stop, err := startSOCKS(o.socks5, bb, lan, cfg.TunnelMTU, log)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, stop)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); devlink.Pump(access, bb.FromAccess, log) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); printStatus(ctx, bb, stdout) }()
+
+	log.Info("B4 starting", "ipv6", src, "aftr", aftrAddr, "underlay", o.underlay)
+	return bb.Run(ctx)
+}
+
+// lanMux sends LAN-bound packets to the SOCKS5 front end's stack when they
+// are for its address, and to the TUN otherwise.
+type lanMux struct {
+	mu    sync.RWMutex
+	tun   *devlink.Link
+	socks *devlink.Async
+}
+
+func (m *lanMux) setTUN(l *devlink.Link) { m.mu.Lock(); m.tun = l; m.mu.Unlock() }
+
+func (m *lanMux) setSOCKS(a *devlink.Async) { m.mu.Lock(); m.socks = a; m.mu.Unlock() }
+
+// Send implements b4.Link.
+func (m *lanMux) Send(pkt []byte) {
+	m.mu.RLock()
+	t, s := m.tun, m.socks
+	m.mu.RUnlock()
+	if s != nil && len(pkt) >= packet.IPv4HeaderLen && netip.AddrFrom4([4]byte(pkt[16:20])) == socksHost {
+		s.Send(append([]byte(nil), pkt...))
+		return
+	}
+	if t != nil {
+		t.Send(pkt)
+	}
+}
+
+// startSOCKS runs the SOCKS5 front end: its flows are dialled from a
+// userspace LAN host whose packets enter the B4 like any LAN host's.
+func startSOCKS(addr string, bb *b4.B4, lan *lanMux, mtu uint32, log *slog.Logger) (func(), error) {
+	toB4 := devlink.NewAsync(4096, bb.FromLAN)
+	host, err := netstack.New(netstack.Options{
+		Name: "socks-lan", MTU: mtu,
+		Addrs:  []netip.Prefix{netip.PrefixFrom(socksHost, 24)},
+		Output: toB4.Send,
+		// A SOCKS5 client may ask for 127.0.0.1: in the laptop lab that is
+		// the host behind the AFTR's egress.
+		AllowLoopback: true,
+		Logger:        log,
+	})
+	if err != nil {
+		toB4.Close()
+		return nil, err
+	}
+	toHost := devlink.NewAsync(4096, host.Inject)
+	lan.setSOCKS(toHost)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		toHost.Close()
+		toB4.Close()
+		host.Close()
+		return nil, fmt.Errorf("--socks5 %s: %w", addr, err)
+	}
+	srv := &socks5.Server{Dialer: stackDialer{host}, Resolver: net.DefaultResolver, Logger: log, IdleTimeout: 5 * time.Minute}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	log.Info("SOCKS5 front end ready", "addr", ln.Addr())
+	return func() {
+		ln.Close()
+		srv.Close()
+		<-done
+		toHost.Close()
+		toB4.Close()
+		host.Close()
+	}, nil
+}
+
+// stackDialer dials from the SOCKS5 front end's userspace LAN host.
+type stackDialer struct{ s *netstack.Stack }
+
+func (d stackDialer) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+	return d.s.DialTCP(ctx, dst)
+}
+
+func (d stackDialer) ListenUDP(ctx context.Context) (net.PacketConn, error) {
+	return d.s.DialUDP(netip.AddrPortFrom(socksHost, 0), netip.AddrPort{})
+}
+
+// printStatus writes one line when the B4 is provisioned and on every
+// change of address, port set or provisioning state.
+func printStatus(ctx context.Context, bb *b4.B4, w io.Writer) {
+	var last b4.Status
+	for {
+		ch := bb.Changed()
+		st := bb.Status()
+		if st.Provisioned != last.Provisioned || st.PublicIPv4 != last.PublicIPv4 || st.Ports != last.Ports || st.Provisionings != last.Provisionings {
+			if st.Provisioned {
+				fmt.Fprintf(w, "provisioned: public IPv4 %v ports %v lifetime %v\n", st.PublicIPv4, st.Ports, st.Lifetime)
+			} else if last.Provisioned {
+				fmt.Fprintln(w, "deprovisioned: provisioning again")
+			}
+			last = st
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}
+
+var _ tun.Device
