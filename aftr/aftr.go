@@ -2,10 +2,16 @@
 // port-range-router lookup, the PCP server (RFC 6887 with PORT_SET, RFC 7753)
 // that allocates each B4 a public IPv4 address and port set and installs its
 // binding, the softwire data plane (decapsulate and check upstream, look up
-// and encapsulate downstream, hairpinning) and its ICMP policy.
+// and encapsulate downstream, hairpinning; reassembly before and
+// fragmentation after, RFC 6333 §6.3, RFC 7597 §8.3.2) and its ICMP policy.
 //
 // AFTR is a composition root: bindings.Table and bindings.Pool keep the
-// state, pcp.Server speaks the protocol, dataplane.go moves packets.
+// state (static operator bindings and PCP's dynamic ones in one table),
+// pcp.Server speaks the protocol, frag reassembles and fragments,
+// dataplane.go moves packets. snabb.go imports Snabb lwAFTR's configuration
+// as is and holds SnabbProfile, the knobs that make the AFTR emit what
+// Snabb emits; replay.go runs the data plane offline over captures
+// (`lw4o6-aftr check`, and the conformance test over Snabb's vectors).
 package aftr
 
 import (
@@ -14,10 +20,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
 	"github.com/lw4o6/lw4o6/stack/counter"
+	"github.com/lw4o6/lw4o6/stack/frag"
 	"github.com/lw4o6/lw4o6/stack/pcp"
 )
 
@@ -44,13 +52,21 @@ type AFTR struct {
 	log      *slog.Logger
 	now      func() time.Time
 	addr6    [16]byte
+	self4    *[4]byte                              // IPv4Addr, nil when unset
+	addrs    atomic.Pointer[map[[16]byte]struct{}] // every IPv6 address of the AFTR; copied on write
 	table    *bindings.Table
-	pool     *bindings.Pool
+	pool     *bindings.Pool // nil without Pools: static bindings only
 	pcp      *pcp.Server
 	count    *counter.Set
-	limiter  *rateLimiter
+	limiter4 *rateLimiter
+	limiter6 *rateLimiter
+	reasm4   *frag.Reassembler4
+	reasm6   *frag.Reassembler6
+	ids      frag.IDs
 	access   Link
 	internet Link
+
+	addrMu sync.Mutex // writers of addrs
 
 	mu     sync.Mutex
 	nonces map[netip.Addr][12]byte // per B4: the nonce that owns its mapping (RFC 6887 §11.3 Simple Threat Model)
@@ -81,20 +97,46 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
-	a.limiter = newRateLimiter(cfg.ICMPRate, a.now)
-	a.table = bindings.New(bindings.Config{Now: a.now})
-	pool, err := bindings.NewPool(a.table, bindings.PoolConfig{
-		Prefixes:    cfg.Pools,
-		PortsPerB4:  cfg.PortsPerB4,
-		MinLifetime: cfg.LifetimeMin,
-		MaxLifetime: cfg.LifetimeMax,
-		BR:          cfg.Addr,
-		Now:         a.now,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	if cfg.IPv4Addr.IsValid() {
+		s := cfg.IPv4Addr.As4()
+		a.self4 = &s
 	}
-	a.pool = pool
+	rate := func(r int) int {
+		if r > 0 {
+			return r
+		}
+		return cfg.ICMPRate
+	}
+	a.limiter4 = newRateLimiter(rate(cfg.ICMPv4Rate), a.now)
+	a.limiter6 = newRateLimiter(rate(cfg.ICMPv6Rate), a.now)
+	r4, r6 := cfg.Reassembly4, cfg.Reassembly6
+	r4.Now, r6.Now = a.now, a.now
+	a.reasm4, a.reasm6 = frag.NewReassembler4(r4), frag.NewReassembler6(r6)
+	a.ids = cfg.FragmentIDs
+	if a.ids == nil {
+		a.ids = frag.RandomIDs()
+	}
+	a.table = bindings.New(bindings.Config{Now: a.now})
+	a.addAddrs(append([]netip.Addr{cfg.Addr}, cfg.Addrs...)...)
+	if len(cfg.Pools) > 0 {
+		pool, err := bindings.NewPool(a.table, bindings.PoolConfig{
+			Prefixes:    cfg.Pools,
+			PortsPerB4:  cfg.PortsPerB4,
+			MinLifetime: cfg.LifetimeMin,
+			MaxLifetime: cfg.LifetimeMax,
+			BR:          cfg.Addr,
+			Now:         a.now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		a.pool = pool
+	}
+	for _, b := range cfg.Static {
+		if err := a.AddStatic(b); err != nil {
+			return nil, fmt.Errorf("%w: static binding %v: %w", ErrConfig, b, err)
+		}
+	}
 	a.pcp = pcp.NewServer(pcp.ServerConfig{
 		Handler:           (*pcpHandler)(a),
 		Now:               a.now,
@@ -119,13 +161,63 @@ func (a *AFTR) Run(ctx context.Context) error {
 	}
 }
 
-// Expire drops bindings past their lifetime now.
+// Expire drops bindings past their lifetime, and datagrams waiting for
+// reassembly past its timeout, now. It returns how many bindings expired.
 func (a *AFTR) Expire() int {
+	a.reasm4.Expire()
+	a.reasm6.Expire()
+	if a.pool == nil {
+		return 0
+	}
 	n := a.pool.Expire()
 	if n > 0 {
 		a.log.Info("bindings expired", "count", n)
 	}
 	return n
+}
+
+// AddStatic installs an operator binding (RFC 7597 §5.1 port set; its BR
+// address becomes one of the AFTR's addresses) in the table the PCP
+// bindings share. It fails when the binding conflicts with one there
+// (bindings.ErrConflict: another B4 holds the PSID, or the address has
+// other PSID parameters, RFC 7597 §5.1).
+func (a *AFTR) AddStatic(b bindings.Binding) error {
+	if !b.BR.IsValid() {
+		b.BR = a.cfg.Addr
+	}
+	b.Static = true
+	if err := a.table.AddStatic(b); err != nil {
+		return err
+	}
+	a.addAddrs(b.BR)
+	return nil
+}
+
+// addAddrs adds IPv6 addresses to the AFTR's own.
+func (a *AFTR) addAddrs(addrs ...netip.Addr) {
+	a.addrMu.Lock()
+	defer a.addrMu.Unlock()
+	old := a.addrs.Load()
+	m := make(map[[16]byte]struct{})
+	if old != nil {
+		for k := range *old {
+			m[k] = struct{}{}
+		}
+	}
+	for _, x := range addrs {
+		m[x.As16()] = struct{}{}
+	}
+	a.addrs.Store(&m)
+}
+
+// ownsIPv6 reports whether addr is one of the AFTR's IPv6 addresses:
+// Addr, Addrs and the BR addresses of its bindings.
+func (a *AFTR) ownsIPv6(addr [16]byte) bool {
+	if addr == a.addr6 {
+		return true
+	}
+	_, ok := (*a.addrs.Load())[addr]
+	return ok
 }
 
 // Bindings returns the current binding table.
@@ -134,6 +226,9 @@ func (a *AFTR) Bindings() []bindings.Binding { return a.table.Snapshot() }
 // RemoveBinding deletes b4's dynamic binding, as an operator (or lost state)
 // would. It reports whether there was one.
 func (a *AFTR) RemoveBinding(b4 netip.Addr) bool {
+	if a.pool == nil {
+		return false
+	}
 	ok, _ := a.pool.Release(b4)
 	a.mu.Lock()
 	delete(a.nonces, b4)
@@ -144,8 +239,24 @@ func (a *AFTR) RemoveBinding(b4 netip.Addr) bool {
 	return ok
 }
 
-// Counters returns every non-zero counter.
-func (a *AFTR) Counters() map[string]uint64 { return a.count.Snapshot() }
+// Counters returns every non-zero counter, as name-packets and name-bytes
+// in Snabb's naming scheme (counters.go), with the reassembly tables'
+// whole-datagram drops (name-packets only).
+func (a *AFTR) Counters() map[string]uint64 {
+	m := a.count.Snapshot()
+	for _, r := range []struct {
+		fam string
+		st  frag.Stats
+	}{{"ipv4", a.reasm4.Stats()}, {"ipv6", a.reasm6.Stats()}} {
+		if r.st.Evicted > 0 {
+			m["drop-"+r.fam+"-frag-evicted-packets"] = r.st.Evicted
+		}
+		if r.st.Timeouts > 0 {
+			m["drop-"+r.fam+"-frag-timed-out-packets"] = r.st.Timeouts
+		}
+	}
+	return m
+}
 
 // Epoch is the PCP server's current Epoch time.
 func (a *AFTR) Epoch() uint32 { return a.pcp.Epoch() }

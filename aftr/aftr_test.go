@@ -81,8 +81,8 @@ func TestUpstreamBindingFailure(t *testing.T) {
 			if !bytes.Equal(m.Body, sent) {
 				t.Errorf("embedded packet\n% x\nwant the offending one\n% x", m.Body, sent)
 			}
-			if got := r.counter("drop-no-source-softwire-ipv4"); got != uint64(i+1) {
-				t.Errorf("drop-no-source-softwire-ipv4 %d, want %d", got, i+1)
+			if got := r.counter("drop-no-source-softwire-ipv6"); got != uint64(i+1) {
+				t.Errorf("drop-no-source-softwire-ipv6 %d, want %d", got, i+1)
 			}
 		})
 	}
@@ -126,11 +126,11 @@ func TestUpstreamICMPv6RateLimited(t *testing.T) {
 	if got := send(3 * rate); got != rate {
 		t.Errorf("%d errors sent in one second, want %d", got, rate)
 	}
-	if got := r.counter("drop-over-rate-limit-icmp"); got != 2*rate {
-		t.Errorf("drop-over-rate-limit-icmp %d, want %d", got, 2*rate)
+	if got := r.counter("drop-over-rate-limit-icmpv6"); got != 2*rate {
+		t.Errorf("drop-over-rate-limit-icmpv6 %d, want %d", got, 2*rate)
 	}
-	if got := r.counter("drop-no-source-softwire-ipv4"); got != 3*rate {
-		t.Errorf("drop-no-source-softwire-ipv4 %d, want %d", got, 3*rate)
+	if got := r.counter("drop-no-source-softwire-ipv6"); got != 3*rate {
+		t.Errorf("drop-no-source-softwire-ipv6 %d, want %d", got, 3*rate)
 	}
 	r.clock.Advance(time.Second)
 	if got := send(3 * rate); got != rate {
@@ -149,8 +149,8 @@ func TestUpstreamNoICMPv6WhenDisabled(t *testing.T) {
 	r.a.FromAccess(encap(tB4A, tAFTR, udp4(ip, tRemote, first-1, 53, 64, []byte("q"))))
 	r.a.FromAccess(encap(tB4C, tAFTR, udp4(ip, tRemote, first, 53, 64, []byte("q"))))
 	r.quiet()
-	if got := r.counter("drop-no-source-softwire-ipv4"); got != 2 {
-		t.Errorf("drop-no-source-softwire-ipv4 %d, want 2", got)
+	if got := r.counter("drop-no-source-softwire-ipv6"); got != 2 {
+		t.Errorf("drop-no-source-softwire-ipv6 %d, want 2", got)
 	}
 }
 
@@ -174,8 +174,8 @@ func TestUpstreamICMPErrorFromB4(t *testing.T) {
 	if m.Type != packet.ICMPv6DstUnreachable || m.Code != packet.ICMPv6CodeSourcePolicy {
 		t.Errorf("ICMPv6 %d/%d, want 1/5", m.Type, m.Code)
 	}
-	if got := r.counter("drop-no-source-softwire-ipv4"); got != 1 {
-		t.Errorf("drop-no-source-softwire-ipv4 %d, want 1", got)
+	if got := r.counter("drop-no-source-softwire-ipv6"); got != 1 {
+		t.Errorf("drop-no-source-softwire-ipv6 %d, want 1", got)
 	}
 }
 
@@ -456,11 +456,13 @@ func TestMalformedFromAccess(t *testing.T) {
 		{"empty", nil, "drop-malformed-ipv6"},
 		{"truncated-header", good()[:39], "drop-malformed-ipv6"},
 		{"truncated-payload", good()[:60], "drop-malformed-ipv6"},
-		{"ipv4-on-access", udp4(ip, tRemote, first, 53, 64, nil), "drop-malformed-ipv6"},
+		// Snabb's wrong-interface drop.
+		{"ipv4-on-access", udp4(ip, tRemote, first, 53, 64, nil), "drop-misplaced-not-ipv6"},
+		// Not a valid fragment: the reassembly stage drops it.
 		{"ipv6-fragment", edit(func(p []byte) []byte {
 			p[6] = 44
 			return p
-		}), "drop-malformed-ipv6"},
+		}), "drop-ipv6-frag-invalid-reassembly"},
 		{"bad-ext-header", edit(func(p []byte) []byte {
 			p[6] = 0 // hop-by-hop whose length runs past the packet
 			p[41] = 200
@@ -498,9 +500,11 @@ func TestMalformedFromAccess(t *testing.T) {
 		{"inner-later-fragment", encap(tB4A, tAFTR, later), "drop-ipv4-frag-unsupported"},
 		{"inner-gre", encap(tB4A, tAFTR, gre), "drop-unknown-protocol-ipv4"},
 		{"icmpv6-not-echo", func() []byte {
+			// An error about no softwire packet of the AFTR's.
 			b := packet.ICMPv6Error(2, 0, 1280, a16(tB4A), a16(tAFTR), 64, []byte("x"), 1280)
 			return b
-		}(), "drop-unknown-protocol-ipv6"},
+		}(), "drop-not-about-softwire-icmpv6"},
+		{"icmpv6-other", packet.ICMPv6Echo(packet.ICMPv6EchoReply, a16(tB4A), a16(tAFTR), 64, 1, nil), "drop-unknown-protocol-icmpv6"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := r.counter(c.counter)
@@ -547,7 +551,7 @@ func TestBindingExpiry(t *testing.T) {
 	}
 	down()
 	r.quiet()
-	if r.counter("drop-no-source-softwire-ipv4") != 1 || r.counter("drop-no-dest-softwire-ipv4") != 2 {
+	if r.counter("drop-no-source-softwire-ipv6") != 1 || r.counter("drop-no-dest-softwire-ipv4") != 2 {
 		t.Errorf("counters %v", r.a.Counters())
 	}
 

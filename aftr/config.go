@@ -6,40 +6,130 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/lw4o6/lw4o6/aftr/bindings"
+	"github.com/lw4o6/lw4o6/stack/frag"
 )
 
 // Config configures an AFTR. Start from DefaultConfig: its zero value turns
 // every optional behaviour off.
 type Config struct {
 	// Addr is the AFTR's IPv6 address: the softwire endpoint the B4s
-	// tunnel to (the BR address) and the source of what it sends them.
+	// provisioned by PCP tunnel to (the BR address of the pool's
+	// bindings) and the source of what it sends them.
 	Addr netip.Addr
+	// Addrs are further IPv6 addresses of the AFTR. With the BR addresses
+	// of the static bindings, they are softwire endpoints too; the AFTR
+	// answers PCP and echo on each, and answers from the address a packet
+	// was sent to.
+	Addrs []netip.Addr
 	// IPv4Addr is the AFTR's own public IPv4 address, the source of the
-	// ICMPv4 errors it sends to the Internet. Unset: no ICMPv4 errors.
+	// ICMPv4 errors it sends to the Internet and an address it answers
+	// echo requests on. Unset: no ICMPv4 errors to the Internet.
 	IPv4Addr netip.Addr
-	// Pools are the IPv4 prefixes the PCP server hands out.
+	// Pools are the IPv4 prefixes the PCP server hands out. None: PCP
+	// answers NO_RESOURCES and only Static bindings exist.
 	Pools []netip.Prefix
+	// Static are operator bindings (RFC 7597 §5.1 port sets, per-binding
+	// BR address), installed by New in the one table the PCP bindings
+	// share. See ApplySnabb.
+	Static []bindings.Binding
 	// PortsPerB4 is the size of each B4's port set: a power of two.
 	PortsPerB4 int
 	// LifetimeMin and LifetimeMax bound the binding lifetimes granted
 	// (RFC 6887 §15: 120 s and 24 h).
 	LifetimeMin, LifetimeMax time.Duration
-	// HopLimit is the outer hop limit of encapsulated packets (RFC 2473
-	// §6.3: the tunnel's own, 64 by default).
+	// HopLimit is the hop limit of the IPv6 packets the AFTR encapsulates
+	// or originates (ICMPv6 errors): RFC 2473 §6.3, the tunnel's own, 64 by
+	// default. Snabb: 255.
 	HopLimit uint8
+	// FlowLabel is the outer flow label of encapsulated packets (RFC 2473
+	// §6.5: 0 by default).
+	FlowLabel uint32
+	// AccessMTU is the largest IPv6 packet sent to the B4s: larger
+	// softwire packets are fragmented after encapsulation (RFC 6333 §6.3,
+	// RFC 2473 §7). InternetMTU is the largest IPv4 packet sent to the
+	// Internet (RFC 791 §3.2 fragmentation). Default 1500 both.
+	AccessMTU, InternetMTU int
+	// Reassembly4 bounds the reassembly of IPv4 fragments from the
+	// Internet, done before the port lookup (RFC 7597 §8.3.2, RFC 6346
+	// §5.3.3); Reassembly6 that of IPv6 fragments from the B4s, done
+	// before decapsulation (RFC 6333 §6.3, RFC 2473 §7). Zero fields take
+	// frag's defaults (20 fragments, 1024 datagrams, 30 s); Now is the
+	// AFTR's clock.
+	Reassembly4, Reassembly6 frag.Config
+	// FragmentIDs numbers the fragments the AFTR makes: the IPv6 Fragment
+	// header's ID always, the IPv4 ID with NewIPv4FragmentIDs. nil:
+	// frag.RandomIDs() (RFC 7739).
+	FragmentIDs frag.IDs
+	// NewIPv4FragmentIDs gives the IPv4 fragments the AFTR makes a new ID
+	// from FragmentIDs instead of the datagram's own (RFC 791 §3.2 keeps
+	// it; Snabb renumbers).
+	NewIPv4FragmentIDs bool
+	// ZeroReassembledIDAndFlags zeroes the ID and flags of a reassembled
+	// IPv4 datagram (Snabb); off, they are the first fragment's, DF kept
+	// (RFC 791).
+	ZeroReassembledIDAndFlags bool
+	// IgnoreIPv4HeaderChecksum lets IPv4 packets with a bad header
+	// checksum through (Snabb checks none); off, they are dropped as RFC
+	// 1812 §5.2.2 and RFC 1122 §3.2.1.2 require.
+	IgnoreIPv4HeaderChecksum bool
+	// DecapDecrementsTTL decrements the TTL of packets from B4s when they
+	// are decapsulated, as a router forwarding them (RFC 1812 §5.3.1).
+	// Off (Snabb), only encapsulation decrements: upstream packets keep
+	// their TTL and a hairpinned one is decremented once, when it is
+	// re-encapsulated.
+	DecapDecrementsTTL bool
+	// TimeExceededQuotesDecrementedTTL makes ICMPv4 time exceeded quote
+	// the datagram with its TTL already decremented to 0 (Snabb); off, as
+	// received (RFC 1812 §4.3.2.3).
+	TimeExceededQuotesDecrementedTTL bool
+	// EchoByPort0 delivers echo requests from the Internet to the softwire
+	// holding port 0 of the address, and checks echo replies from B4s
+	// against port 0 (Snabb). Off, both use the identifier (RFC 7596 §8.1).
+	EchoByPort0 bool
 	// Hairpinning lets B4s reach each other through the AFTR
 	// (RFC 7596 §6.2: MUST be supported, the policy configurable).
 	Hairpinning bool
+	// UnhairpinnedToInternet, with Hairpinning off, sends a B4's packet
+	// to another B4's address to the Internet side like any other, for the
+	// IPv4 network's policy to route back or not (Snabb); off, such
+	// packets are dropped and never leave.
+	UnhairpinnedToInternet bool
 	// ICMPv6OnBindingFailure sends ICMPv6 type 1 code 5 to a B4 whose
 	// packet matched no binding (RFC 7596 §6.2 MAY, configurable).
 	ICMPv6OnBindingFailure bool
+	// ICMPv4Errors lets the AFTR originate ICMPv4 errors at all: time
+	// exceeded, fragmentation needed, and those translated from ICMPv6
+	// errors about its softwire packets (RFC 2473 §8). Off, every one is
+	// a counted drop (Snabb's generate-icmp-errors of the external side).
+	ICMPv4Errors bool
 	// ICMPv4OnNoBinding sends ICMPv4 type 3 code 1 for Internet packets
 	// that match no binding (RFC 7596 §6.2 MAY, configurable). Needs
-	// IPv4Addr.
+	// ICMPv4Errors and IPv4Addr.
 	ICMPv4OnNoBinding bool
-	// ICMPRate is the most ICMP errors sent per second (RFC 7596 §9 and
-	// RFC 4443 §2.4(f): MUST be rate-limited).
-	ICMPRate int
+	// AllowIncomingICMPv4 accepts ICMPv4 from the Internet for the B4s
+	// (RFC 7596 §8.1); off, it is a counted drop. Echo to IPv4Addr is
+	// answered either way.
+	AllowIncomingICMPv4 bool
+	// AllowIncomingICMPv6 accepts ICMPv6 errors from the access network
+	// about the AFTR's softwire packets, translated to ICMPv4 for the
+	// Internet host that caused them (RFC 2473 §8.2); off, a counted
+	// drop. Echo to the AFTR's addresses is answered either way.
+	AllowIncomingICMPv6 bool
+	// ICMPv4ErrorTTL is the TTL of the ICMPv4 errors the AFTR originates
+	// (64; Snabb 255).
+	ICMPv4ErrorTTL uint8
+	// ICMPv4ErrorMaxLen and ICMPv6ErrorMaxLen bound the ICMP errors the
+	// AFTR originates (RFC 1812 §4.3.2.3: 576; RFC 4443 §2.4(c): 1280).
+	ICMPv4ErrorMaxLen, ICMPv6ErrorMaxLen int
+	// ICMPRate is the most ICMP errors sent per second of each family
+	// (RFC 7596 §9 and RFC 4443 §2.4(f): MUST be rate-limited);
+	// ICMPv4Rate and ICMPv6Rate, when > 0, override it per family.
+	ICMPRate, ICMPv4Rate, ICMPv6Rate int
+	// Filters are packet filters on both sides (Snabb's ingress and
+	// egress filters); nil filters pass everything.
+	Filters Filters
 	// Provisioners are the IPv6 addresses of provisioning systems allowed
 	// to use PCP THIRD_PARTY to manage a named B4's binding
 	// (PROTOCOL.md §8 item 4).
@@ -50,15 +140,25 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns the RFC-sound defaults. Addr and Pools must still be set.
+// DefaultConfig returns the RFC-sound defaults. Addr, and Pools or Static,
+// must still be set.
 func DefaultConfig() Config {
 	return Config{
 		PortsPerB4:             2048,
 		LifetimeMin:            120 * time.Second,
 		LifetimeMax:            24 * time.Hour,
 		HopLimit:               64,
+		AccessMTU:              1500,
+		InternetMTU:            1500,
+		DecapDecrementsTTL:     true,
 		Hairpinning:            true,
 		ICMPv6OnBindingFailure: true,
+		ICMPv4Errors:           true,
+		AllowIncomingICMPv4:    true,
+		AllowIncomingICMPv6:    true,
+		ICMPv4ErrorTTL:         64,
+		ICMPv4ErrorMaxLen:      576,
+		ICMPv6ErrorMaxLen:      1280,
 		ICMPRate:               100,
 	}
 }
@@ -66,12 +166,21 @@ func DefaultConfig() Config {
 // ErrConfig wraps every configuration error.
 var ErrConfig = errors.New("aftr: bad configuration")
 
+func unicast6(a netip.Addr) bool {
+	return a.Is6() && !a.Is4In6() && !a.IsUnspecified() && !a.IsMulticast()
+}
+
 func (c *Config) validate() error {
-	if !c.Addr.Is6() || c.Addr.Is4In6() || c.Addr.IsUnspecified() || c.Addr.IsMulticast() {
+	if !unicast6(c.Addr) {
 		return fmt.Errorf("%w: Addr %v is not a unicast IPv6 address", ErrConfig, c.Addr)
 	}
-	if len(c.Pools) == 0 {
-		return fmt.Errorf("%w: no IPv4 pool", ErrConfig)
+	for _, a := range c.Addrs {
+		if !unicast6(a) {
+			return fmt.Errorf("%w: Addrs: %v is not a unicast IPv6 address", ErrConfig, a)
+		}
+	}
+	if len(c.Pools) == 0 && len(c.Static) == 0 {
+		return fmt.Errorf("%w: no IPv4 pool and no static binding", ErrConfig)
 	}
 	for _, p := range c.Pools {
 		if !p.IsValid() || !p.Addr().Is4() {
@@ -84,8 +193,30 @@ func (c *Config) validate() error {
 	if c.HopLimit == 0 {
 		return fmt.Errorf("%w: HopLimit 0", ErrConfig)
 	}
+	if c.FlowLabel >= 1<<20 {
+		return fmt.Errorf("%w: FlowLabel %#x is over 20 bits", ErrConfig, c.FlowLabel)
+	}
 	if c.LifetimeMin <= 0 || c.LifetimeMax < c.LifetimeMin {
 		return fmt.Errorf("%w: lifetimes min %v max %v", ErrConfig, c.LifetimeMin, c.LifetimeMax)
+	}
+	// RFC 8200 §5: every IPv6 link carries 1280; RFC 791: every IPv4
+	// module 68 (and fragments need 8 octets of data beside 60 of header).
+	if c.AccessMTU < 1280 || c.AccessMTU > 65535 {
+		return fmt.Errorf("%w: AccessMTU %d is not in [1280, 65535]", ErrConfig, c.AccessMTU)
+	}
+	if c.InternetMTU < 68 || c.InternetMTU > 65535 {
+		return fmt.Errorf("%w: InternetMTU %d is not in [68, 65535]", ErrConfig, c.InternetMTU)
+	}
+	if c.ICMPv4ErrorTTL == 0 {
+		return fmt.Errorf("%w: ICMPv4ErrorTTL 0", ErrConfig)
+	}
+	// RFC 1812 §4.3.2.3 and RFC 4443 §2.4(c) are upper bounds; below,
+	// room for the headers and the quoted header.
+	if c.ICMPv4ErrorMaxLen < 56 || c.ICMPv4ErrorMaxLen > 576 {
+		return fmt.Errorf("%w: ICMPv4ErrorMaxLen %d is not in [56, 576]", ErrConfig, c.ICMPv4ErrorMaxLen)
+	}
+	if c.ICMPv6ErrorMaxLen < 88 || c.ICMPv6ErrorMaxLen > 1280 {
+		return fmt.Errorf("%w: ICMPv6ErrorMaxLen %d is not in [88, 1280]", ErrConfig, c.ICMPv6ErrorMaxLen)
 	}
 	return nil
 }

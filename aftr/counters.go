@@ -2,8 +2,11 @@ package aftr
 
 import "github.com/lw4o6/lw4o6/stack/counter"
 
-// Counter IDs, named as Snabb lwAFTR names its counters so that operators
-// coming from it read them unchanged.
+// Counter IDs, named in Snabb lwAFTR's scheme
+// {in,out,drop,hairpin}-<reason>-<proto>-{bytes,packets}, and with Snabb's
+// own names where the reason is one Snabb counts, so that operators coming
+// from it read them unchanged. Every drop reason has its counter. Counters
+// returns them, with the reassemblers' table counters.
 const (
 	cInIPv4 counter.ID = iota
 	cInIPv6
@@ -14,42 +17,127 @@ const (
 	cOutPCP
 	cOutICMPv4
 	cOutICMPv6
+
+	// Wrong side, malformed, not for us.
+	cDropMisplacedNotIPv4
+	cDropMisplacedNotIPv6
 	cDropMalformedIPv4
 	cDropMalformedIPv6
 	cDropUnknownProtocolIPv6
-	cDropWrongDstIPv6
-	cDropNoSourceSoftwire
-	cDropNoDestSoftwire
 	cDropUnknownProtocolIPv4
-	cDropFragmentIPv4
-	cDropTTLZeroIPv4
-	cDropHairpinDisabled
-	cDropICMPRateLimit
+	cDropWrongDstIPv6
 	cDropToSelfIPv4
 	cDropPCPMalformed
+	cDropInByFilterIPv4
+	cDropInByFilterIPv6
+	cDropOutByFilterIPv4
+	cDropOutByFilterIPv6
+
+	// The binding table.
+	cDropNoSourceSoftwire
+	cDropNoDestSoftwire
+	cDropHairpinDisabled
+	cDropTTLZeroIPv4
+
+	// Fragments.
+	cInIPv4FragNeedsReassembly
+	cInIPv4FragReassembled
+	cDropIPv4FragInvalid
+	cDropIPv4FragTooMany
+	cDropIPv4FragTableFull
+	cInIPv6FragNeedsReassembly
+	cInIPv6FragReassembled
+	cDropIPv6FragInvalid
+	cDropIPv6FragTooMany
+	cDropIPv6FragTableFull
+	cDropFragmentIPv4 // inner IPv4 fragments from B4s: not reassembled
+	cOutIPv4Frag
+	cOutIPv6Frag
+	cDropOverMTUDontFragmentIPv4
+	cDropFragFailedIPv4
+	cDropFragFailedIPv6
+
+	// ICMP in.
+	cDropInByPolicyICMPv4
+	cDropInByPolicyICMPv6
+	cDropBadChecksumICMPv4
+	cDropInByRFC7596ICMPv4
+	cDropTooBigTypeButNotCodeICMPv6
+	cDropOverTimeButNotHopLimitICMPv6
+	cDropUnknownProtocolICMPv6
+	cDropNotFromSoftwireICMPv6
+	cDropBadChecksumICMPv6
+
+	// ICMP out.
+	cDropOutByPolicyICMPv4
+	cDropOutByPolicyICMPv6
+	cDropOverRateLimitICMPv4
+	cDropOverRateLimitICMPv6
+	cOutICMPv4Echo
+	cOutICMPv6Echo
 )
 
 var counterNames = []string{
-	cInIPv4:                  "in-ipv4",
-	cInIPv6:                  "in-ipv6",
-	cOutIPv4:                 "out-ipv4",
-	cOutIPv6:                 "out-ipv6",
-	cHairpinIPv4:             "hairpin-ipv4",
-	cInPCP:                   "in-pcp",
-	cOutPCP:                  "out-pcp",
-	cOutICMPv4:               "out-icmpv4",
-	cOutICMPv6:               "out-icmpv6",
+	cInIPv4:      "in-ipv4",
+	cInIPv6:      "in-ipv6",
+	cOutIPv4:     "out-ipv4",
+	cOutIPv6:     "out-ipv6",
+	cHairpinIPv4: "hairpin-ipv4",
+	cInPCP:       "in-pcp",
+	cOutPCP:      "out-pcp",
+	cOutICMPv4:   "out-icmpv4",
+	cOutICMPv6:   "out-icmpv6",
+
+	cDropMisplacedNotIPv4:    "drop-misplaced-not-ipv4",
+	cDropMisplacedNotIPv6:    "drop-misplaced-not-ipv6",
 	cDropMalformedIPv4:       "drop-malformed-ipv4",
 	cDropMalformedIPv6:       "drop-malformed-ipv6",
 	cDropUnknownProtocolIPv6: "drop-unknown-protocol-ipv6",
-	cDropWrongDstIPv6:        "drop-wrong-dst-ipv6",
-	cDropNoSourceSoftwire:    "drop-no-source-softwire-ipv4",
-	cDropNoDestSoftwire:      "drop-no-dest-softwire-ipv4",
 	cDropUnknownProtocolIPv4: "drop-unknown-protocol-ipv4",
-	cDropFragmentIPv4:        "drop-ipv4-frag-unsupported",
-	cDropTTLZeroIPv4:         "drop-ttl-zero-ipv4",
-	cDropHairpinDisabled:     "drop-hairpin-disabled-ipv4",
-	cDropICMPRateLimit:       "drop-over-rate-limit-icmp",
+	cDropWrongDstIPv6:        "drop-wrong-dst-ipv6",
 	cDropToSelfIPv4:          "drop-to-self-ipv4",
 	cDropPCPMalformed:        "drop-malformed-pcp",
+	cDropInByFilterIPv4:      "drop-in-by-filter-ipv4",
+	cDropInByFilterIPv6:      "drop-in-by-filter-ipv6",
+	cDropOutByFilterIPv4:     "drop-out-by-filter-ipv4",
+	cDropOutByFilterIPv6:     "drop-out-by-filter-ipv6",
+
+	cDropNoSourceSoftwire: "drop-no-source-softwire-ipv6",
+	cDropNoDestSoftwire:   "drop-no-dest-softwire-ipv4",
+	cDropHairpinDisabled:  "drop-hairpin-disabled-ipv4",
+	cDropTTLZeroIPv4:      "drop-ttl-zero-ipv4",
+
+	cInIPv4FragNeedsReassembly:   "in-ipv4-frag-needs-reassembly",
+	cInIPv4FragReassembled:       "in-ipv4-frag-reassembled",
+	cDropIPv4FragInvalid:         "drop-ipv4-frag-invalid-reassembly",
+	cDropIPv4FragTooMany:         "drop-ipv4-frag-too-many-fragments",
+	cDropIPv4FragTableFull:       "drop-ipv4-frag-table-full",
+	cInIPv6FragNeedsReassembly:   "in-ipv6-frag-needs-reassembly",
+	cInIPv6FragReassembled:       "in-ipv6-frag-reassembled",
+	cDropIPv6FragInvalid:         "drop-ipv6-frag-invalid-reassembly",
+	cDropIPv6FragTooMany:         "drop-ipv6-frag-too-many-fragments",
+	cDropIPv6FragTableFull:       "drop-ipv6-frag-table-full",
+	cDropFragmentIPv4:            "drop-ipv4-frag-unsupported",
+	cOutIPv4Frag:                 "out-ipv4-frag",
+	cOutIPv6Frag:                 "out-ipv6-frag",
+	cDropOverMTUDontFragmentIPv4: "drop-over-mtu-but-dont-fragment-ipv4",
+	cDropFragFailedIPv4:          "drop-fragmentation-failed-ipv4",
+	cDropFragFailedIPv6:          "drop-fragmentation-failed-ipv6",
+
+	cDropInByPolicyICMPv4:             "drop-in-by-policy-icmpv4",
+	cDropInByPolicyICMPv6:             "drop-in-by-policy-icmpv6",
+	cDropBadChecksumICMPv4:            "drop-bad-checksum-icmpv4",
+	cDropInByRFC7596ICMPv4:            "drop-in-by-rfc7596-icmpv4",
+	cDropTooBigTypeButNotCodeICMPv6:   "drop-too-big-type-but-not-code-icmpv6",
+	cDropOverTimeButNotHopLimitICMPv6: "drop-over-time-but-not-hop-limit-icmpv6",
+	cDropUnknownProtocolICMPv6:        "drop-unknown-protocol-icmpv6",
+	cDropNotFromSoftwireICMPv6:        "drop-not-about-softwire-icmpv6",
+	cDropBadChecksumICMPv6:            "drop-bad-checksum-icmpv6",
+
+	cDropOutByPolicyICMPv4:   "drop-out-by-policy-icmpv4",
+	cDropOutByPolicyICMPv6:   "drop-out-by-policy-icmpv6",
+	cDropOverRateLimitICMPv4: "drop-over-rate-limit-icmpv4",
+	cDropOverRateLimitICMPv6: "drop-over-rate-limit-icmpv6",
+	cOutICMPv4Echo:           "out-icmpv4-echo-reply",
+	cOutICMPv6Echo:           "out-icmpv6-echo-reply",
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
+	"github.com/lw4o6/lw4o6/stack/frag"
 	"github.com/lw4o6/lw4o6/stack/packet"
 	"github.com/lw4o6/lw4o6/stack/pcp"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -52,8 +53,19 @@ func FuzzFromAccess(f *testing.F) {
 		r.a.FromAccess(bytes.Clone(data))
 		r.a.FromAccess(softwireRaw(tB4A, data))
 		r.a.FromInternet(bytes.Clone(data))
+		// Fragments (over AccessMTU) are checked once reassembled.
+		re := frag.NewReassembler6(frag.Config{})
 		for _, p := range r.access.take() {
-			checkAccessOut(t, r, p)
+			if len(p) > r.cfg.AccessMTU {
+				t.Fatalf("access: %d octets over the MTU", len(p))
+			}
+			whole, err := re.Add(p)
+			if err != nil {
+				t.Fatalf("access: fragment: %v", err)
+			}
+			if whole != nil {
+				checkAccessOut(t, r, whole)
+			}
 		}
 		for _, p := range r.internet.take() {
 			checkInternetOut(t, r, p)
@@ -127,6 +139,9 @@ func checkICMPv4(t *testing.T, ip4 packet.IPv4) {
 	m := ip4.Payload()
 	if ip4.Protocol() != packet.ProtoICMP || len(m) < 8 || checksum.Checksum(m, 0) != 0xffff {
 		t.Fatalf("bad ICMPv4 from the AFTR: % x", ip4)
+	}
+	if m[0] == packet.ICMPv4EchoReply { // the echo responder
+		return
 	}
 	if !packet.IsICMPv4Error(m[0]) || len(ip4) > packet.MaxICMPv4Error {
 		t.Fatalf("ICMPv4 type %d, %d octets", m[0], len(ip4))

@@ -181,7 +181,7 @@ func TestPCPDelete(t *testing.T) {
 		t.Fatalf("binding still there after delete: %v", r.a.Bindings())
 	}
 	r.a.FromAccess(encap(tB4A, tAFTR, udp4(ip, tRemote, first, 53, 64, []byte("q"))))
-	if len(r.internet.take()) != 0 || r.counter("drop-no-source-softwire-ipv4") != 1 {
+	if len(r.internet.take()) != 0 || r.counter("drop-no-source-softwire-ipv6") != 1 {
 		t.Errorf("packet of a deleted binding not dropped: %v", r.a.Counters())
 	}
 	r.access.take()

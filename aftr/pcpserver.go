@@ -45,6 +45,10 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 		return pcp.Response{Result: pcp.ExcessiveRemotePeers}
 	}
 
+	if a.pool == nil {
+		// Static bindings only: nothing to hand out (RFC 6887 §7.4).
+		return pcp.Response{Result: pcp.NoResources}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
@@ -137,22 +141,10 @@ func (a *AFTR) toSelf4(outer *packet.IPv6, ip4 packet.IPv4) {
 		return
 	}
 	b := packet.AppendUDP4(nil, packet.IPv6HeaderLen, addrAFTR4, ip4.Src(), pcpServerPort, u.SrcPort, 64, resp)
-	out := packet.Encapsulate(b, packet.IPv6HeaderLen, a.addr6, outer.Src, a.cfg.HopLimit)
+	// From the address the B4 sent to: any of the AFTR's.
+	out := packet.Encapsulate(b, packet.IPv6HeaderLen, outer.Dst, outer.Src, a.cfg.HopLimit)
 	a.count.Count(cOutPCP, len(out))
-	a.access.Send(out)
-}
-
-// icmpv6ToSelf answers echo requests to the AFTR's IPv6 address; other
-// ICMPv6 for it is counted and dropped.
-func (a *AFTR) icmpv6ToSelf(outer *packet.IPv6) {
-	var m packet.ICMPv6
-	if err := packet.ParseICMPv6(outer, &m); err != nil || m.Type != packet.ICMPv6EchoRequest {
-		a.count.Count(cDropUnknownProtocolIPv6, len(outer.Packet))
-		return
-	}
-	out := packet.ICMPv6Echo(packet.ICMPv6EchoReply, a.addr6, outer.Src, 64, m.Param, m.Body)
-	a.count.Count(cOutICMPv6, len(out))
-	a.access.Send(out)
+	a.sendAccess(out)
 }
 
 // pcpOverIPv6 would serve PCP from provisioning systems over plain IPv6;

@@ -136,6 +136,17 @@ func (t *Table) Check(b4 netip.Addr, ipv4 [4]byte, port uint16) bool {
 	return t.check(b4, ipv4, port, 0)
 }
 
+// CheckBR is Check that also requires the binding's BR address to be br:
+// a B4 tunnels to its own softwire's lwAFTR address (RFC 7596 §6.2, the
+// per-softwire br-address of operator tables). Lock-free, no allocation.
+func (t *Table) CheckBR(b4, br netip.Addr, ipv4 [4]byte, port uint16) bool {
+	if !b4.Is6() {
+		return false
+	}
+	v, ok := t.find(ipv4, port, 0)
+	return ok && v.owner() == keyOf(b4) && (*t.brs.Load())[v.br()] == br
+}
+
 // CheckAt is Check with the clock read by the caller (see LookupAt).
 func (t *Table) CheckAt(b4 netip.Addr, ipv4 [4]byte, port uint16, now time.Time) bool {
 	return t.check(b4, ipv4, port, now.UnixNano())

@@ -97,7 +97,15 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	go func() { defer wg.Done(); printStatus(ctx, bb, stdout) }()
 
 	log.Info("B4 starting", "ipv6", src, "aftr", aftrAddr, "underlay", o.underlay)
-	return bb.Run(ctx)
+	err = bb.Run(ctx)
+	st := bb.Status()
+	args := []any{}
+	for k, v := range st.Counters {
+		args = append(args, k, v)
+	}
+	log.Info("counters at exit", args...)
+	log.Info("NAT at exit", "stats", fmt.Sprintf("%+v", st.NAT))
+	return err
 }
 
 // lanMux sends LAN-bound packets to the SOCKS5 front end's stack when they

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 go build -o bin/ ./cmd/lw4o6-aftr ./cmd/lw4o6-b4
 
 bin/lw4o6-aftr --ipv6 2001:db8::1 --underlay udp --underlay-listen 127.0.0.1:4666 \
-  --ipv4-side host --pool 192.0.2.0/30 --ports-per-b4 4096 &
+  --ipv4-side host --egress-allow-loopback --pool 192.0.2.0/30 --ports-per-b4 4096 &
 aftr=$!
 trap 'kill $aftr 2>/dev/null' EXIT
 sleep 0.5

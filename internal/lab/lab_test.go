@@ -128,8 +128,8 @@ func TestAFTRDropsAnotherB4sPort(t *testing.T) {
 		return thief.B4.Status().Counters["in-icmpv6-no-binding-packets"] >= 1
 	})
 	after := w.AFTR.Counters()
-	if after["drop-no-source-softwire-ipv4-packets"] != before["drop-no-source-softwire-ipv4-packets"]+1 {
-		t.Errorf("drop-no-source-softwire-ipv4 went %d -> %d", before["drop-no-source-softwire-ipv4-packets"], after["drop-no-source-softwire-ipv4-packets"])
+	if after["drop-no-source-softwire-ipv6-packets"] != before["drop-no-source-softwire-ipv6-packets"]+1 {
+		t.Errorf("drop-no-source-softwire-ipv6 went %d -> %d", before["drop-no-source-softwire-ipv6-packets"], after["drop-no-source-softwire-ipv6-packets"])
 	}
 	if after["out-icmpv6-packets"] <= before["out-icmpv6-packets"] {
 		t.Error("AFTR counted no ICMPv6 sent")

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/lw4o6/lw4o6/aftr"
+	"github.com/lw4o6/lw4o6/internal/devlink"
+	"github.com/lw4o6/lw4o6/internal/ifsetup"
+	"github.com/lw4o6/lw4o6/stack/egress"
+	"github.com/lw4o6/lw4o6/stack/packet"
+)
+
+func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) error {
+	access, err := openAccess(o, log)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		wg.Wait()
+	}()
+	closers = append(closers, func() { access.Close() })
+
+	cfg, err := buildConfig(o)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+
+	// The Internet side is chosen before the AFTR exists; its packets reach
+	// the AFTR through this indirection once it does.
+	var a *aftr.AFTR
+	ready := make(chan struct{})
+	fromInternet := func(pkt []byte) { <-ready; a.FromInternet(pkt) }
+	var internet aftr.Link
+	switch o.ipv4Side {
+	case "host":
+		// Replies from the egress stack go to the AFTR on their own
+		// goroutine: the stack's output path holds its locks.
+		toAFTR := devlink.NewAsync(4096, fromInternet)
+		closers = append(closers, toAFTR.Close)
+		eg, err := egress.New(egress.Config{MTU: uint32(o.mtu - packet.IPv6HeaderLen), Output: toAFTR.Send, Logger: log, Ping: true, AllowLoopback: o.loopback})
+		if err != nil {
+			return err
+		}
+		closers = append(closers, eg.Close)
+		internet = egressLink{eg}
+	case "tun":
+		dev, err := openTUN(o.tunName, o.mtu-packet.IPv6HeaderLen)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, func() { dev.Close() })
+		if o.tunAddr.IsValid() {
+			if err := ifsetup.Up(ifsetup.Config{Name: dev.Name(), Addr: o.tunAddr, MTU: o.mtu - packet.IPv6HeaderLen, Routes: o.pools}); err != nil {
+				return err
+			}
+		}
+		internet = devlink.NewLink(dev, log)
+		wg.Add(1)
+		go func() { defer wg.Done(); devlink.Pump(dev, fromInternet, log) }()
+	}
+	a, err = aftr.New(cfg, devlink.NewLink(access, log), internet)
+	close(ready)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); devlink.Pump(access, a.FromAccess, log) }()
+	stopDump := dumpCountersOnSignal(a, stdout)
+	defer stopDump()
+	fmt.Fprintf(stdout, "AFTR %v serving PCP at 192.0.0.1:5351 through the softwires; pools %v, %d ports per B4\n", cfg.Addr, cfg.Pools, cfg.PortsPerB4)
+	log.Info("AFTR starting", "ipv6", cfg.Addr, "underlay", o.underlay, "ipv4-side", o.ipv4Side)
+	err = a.Run(ctx)
+	logCounters(a, log)
+	return err
+}
+
+// egressLink hands the AFTR's Internet-bound packets to the host egress.
+type egressLink struct{ e *egress.Egress }
+
+func (l egressLink) Send(pkt []byte) { l.e.Inject(pkt) }
+
+// buildConfig turns the flags (and a --bindings file) into an aftr.Config:
+// the file first, then the flags given explicitly, then the profile.
+func buildConfig(o *options) (aftr.Config, error) {
+	cfg := aftr.DefaultConfig()
+	cfg.Addr = o.ipv6[0]
+	cfg.Addrs = o.ipv6[1:]
+	if o.bindings != "" {
+		if err := aftr.LoadSnabb(o.bindings, &cfg); err != nil {
+			return cfg, fmt.Errorf("--bindings: %w", err)
+		}
+	}
+	if o.ipv4.IsValid() {
+		cfg.IPv4Addr = o.ipv4
+	}
+	cfg.Pools = o.pools
+	cfg.PortsPerB4 = o.portsPerB4
+	cfg.LifetimeMin, cfg.LifetimeMax = o.lifetimeMin, o.lifetimeMax
+	if o.bindings == "" || o.changed["icmp-on-fail"] {
+		cfg.ICMPv6OnBindingFailure = o.icmpOnFail
+	}
+	if o.bindings == "" || o.changed["hairpinning"] {
+		cfg.Hairpinning = o.hairpin
+	}
+	if o.bindings == "" || o.changed["mtu"] {
+		cfg.AccessMTU = o.mtu
+	}
+	if err := aftr.ApplyProfile(&cfg, o.profile); err != nil {
+		return cfg, fmt.Errorf("--profile: %w", err)
+	}
+	return cfg, nil
+}
+
+func logCounters(a *aftr.AFTR, log *slog.Logger) {
+	args := []any{}
+	for k, v := range a.Counters() {
+		args = append(args, k, v)
+	}
+	log.Info("counters at exit", args...)
+}
+
+var _ = time.Second

@@ -1,0 +1,283 @@
+// Package daemons runs lw4o6-aftr and lw4o6-b4 as the laptop lab does, with
+// no privileges: the UDP underlay on loopback, a SOCKS5 LAN front end, and
+// host-socket egress to a loopback server. When the test runs as root it
+// starts the daemons as nobody, to show they need nothing more.
+package daemons
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func build(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "lw4o6-bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/lw4o6/lw4o6/cmd/lw4o6-b4", "github.com/lw4o6/lw4o6/cmd/lw4o6-aftr").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func freePort(t *testing.T, network string) int {
+	switch network {
+	case "udp":
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	default:
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+}
+
+// start runs a daemon (as nobody when we are root) and returns its stdout lines.
+func start(t *testing.T, bin string, args ...string) <-chan string {
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	var mu sync.Mutex
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) })
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 64)
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: %v", bin, err)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("%s did not stop on SIGTERM", bin)
+		}
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("%s stderr:\n%s", bin, stderr.String())
+			mu.Unlock()
+		}
+	})
+	return lines
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func waitLine(t *testing.T, lines <-chan string, prefix string) string {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("daemon exited before printing %q", prefix)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("no %q line within 20 s", prefix)
+		}
+	}
+}
+
+func TestUnprivilegedDaemons(t *testing.T) {
+	dir := build(t)
+	under, socks := freePort(t, "udp"), freePort(t, "tcp")
+
+	// The "Internet": loopback TCP and UDP servers.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var hdr [8]byte
+				if _, err := io.ReadFull(c, hdr[:]); err == nil {
+					io.CopyN(c, zeros{}, int64(binary.BigEndian.Uint64(hdr[:])))
+				}
+			}()
+		}
+	}()
+	uc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := uc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			uc.WriteTo(buf[:n], from)
+		}
+	}()
+
+	aftrOut := start(t, dir+"/lw4o6-aftr", "--ipv6", "2001:db8::1", "--underlay", "udp",
+		"--underlay-listen", fmt.Sprintf("127.0.0.1:%d", under), "--ipv4-side", "host", "--egress-allow-loopback",
+		"--pool", "192.0.2.0/30", "--ports-per-b4", "4096")
+	waitLine(t, aftrOut, "AFTR ")
+	b4Out := start(t, dir+"/lw4o6-b4", "--aftr", "2001:db8::1", "--ipv6", "2001:db8:b4::1", "--underlay", "udp",
+		"--underlay-peer", fmt.Sprintf("127.0.0.1:%d", under), "--socks5", fmt.Sprintf("127.0.0.1:%d", socks))
+	line := waitLine(t, b4Out, "provisioned:")
+	if !strings.Contains(line, "public IPv4 192.0.2.") {
+		t.Fatalf("B4 says %q", line)
+	}
+	proxy := fmt.Sprintf("127.0.0.1:%d", socks)
+
+	// TCP: 4 MiB through SOCKS5 CONNECT.
+	c, err := socksConnect(proxy, ln.Addr().(*net.TCPAddr).AddrPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	const size = 4 << 20
+	var hdr [8]byte
+	binary.BigEndian.PutUint64(hdr[:], size)
+	c.Write(hdr[:])
+	if n, err := io.Copy(io.Discard, c); err != nil || n != size {
+		t.Fatalf("TCP through the daemons: %d of %d octets, %v", n, size, err)
+	}
+
+	// UDP: an echo through SOCKS5 UDP ASSOCIATE.
+	if err := socksUDPEcho(proxy, uc.LocalAddr().(*net.UDPAddr).AddrPort(), []byte("lw4o6 unprivileged udp")); err != nil {
+		t.Fatalf("UDP through the daemons: %v", err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// socksConnect is a minimal RFC 1928 client: no authentication, CONNECT.
+func socksConnect(proxy string, dst netip.AddrPort) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", proxy, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := socksRequest(c, 1, dst); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func socksRequest(c net.Conn, cmd byte, dst netip.AddrPort) error {
+	if _, err := c.Write([]byte{5, 1, 0}); err != nil {
+		return err
+	}
+	var m [2]byte
+	if _, err := io.ReadFull(c, m[:]); err != nil || m != [2]byte{5, 0} {
+		return fmt.Errorf("socks5 method: %x %v", m, err)
+	}
+	a := dst.Addr().As4()
+	req := []byte{5, cmd, 0, 1, a[0], a[1], a[2], a[3], byte(dst.Port() >> 8), byte(dst.Port())}
+	if _, err := c.Write(req); err != nil {
+		return err
+	}
+	var rep [10]byte
+	if _, err := io.ReadFull(c, rep[:]); err != nil {
+		return err
+	}
+	if rep[1] != 0 {
+		return fmt.Errorf("socks5 reply %d", rep[1])
+	}
+	return nil
+}
+
+func socksUDPEcho(proxy string, dst netip.AddrPort, msg []byte) error {
+	ctl, err := net.DialTimeout("tcp", proxy, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	ctl.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := ctl.Write([]byte{5, 1, 0}); err != nil {
+		return err
+	}
+	var m [2]byte
+	if _, err := io.ReadFull(ctl, m[:]); err != nil {
+		return err
+	}
+	if _, err := ctl.Write([]byte{5, 3, 0, 1, 0, 0, 0, 0, 0, 0}); err != nil {
+		return err
+	}
+	var rep [10]byte
+	if _, err := io.ReadFull(ctl, rep[:]); err != nil || rep[1] != 0 {
+		return fmt.Errorf("udp associate: %x %v", rep, err)
+	}
+	relay := netip.AddrPortFrom(netip.AddrFrom4([4]byte(rep[4:8])), binary.BigEndian.Uint16(rep[8:10]))
+	if relay.Addr().IsUnspecified() {
+		relay = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), relay.Port())
+	}
+	u, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(relay))
+	if err != nil {
+		return err
+	}
+	defer u.Close()
+	a := dst.Addr().As4()
+	pkt := append([]byte{0, 0, 0, 1, a[0], a[1], a[2], a[3], byte(dst.Port() >> 8), byte(dst.Port())}, msg...)
+	buf := make([]byte, 2048)
+	for try := 0; try < 5; try++ {
+		u.Write(pkt)
+		u.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := u.Read(buf)
+		if err == nil && n >= 10 && bytes.Equal(buf[10:n], msg) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no echo through %v", relay)
+}

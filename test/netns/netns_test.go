@@ -1,0 +1,407 @@
+// Package netns runs the real daemons in network namespaces that the test
+// creates and removes: a LAN host, the B4 (LAN TUN, raw IPv6 underlay), the
+// access link (veth, real next-header-4 packets), the AFTR (IPv4 side on a
+// TUN) and an Internet host with kernel TCP/UDP servers. It needs root and
+// iproute2; without them it skips.
+package netns
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Addresses (documentation and benchmark ranges only).
+const (
+	lanHost   = "198.18.0.2"
+	lanGW     = "198.18.0.1"
+	b4Access  = "2001:db8:a::2"
+	aftrAddr  = "2001:db8:a::1"
+	pool      = "192.0.2.0/30"
+	aftrInet  = "203.0.113.1"
+	inetHost  = "203.0.113.10"
+	tcpPort   = 5001
+	udpPort   = 5002
+	portsPer  = 4096
+	lanTunNet = "198.18.1.1/30"
+)
+
+type lab struct {
+	t      *testing.T
+	suffix string
+	dir    string
+}
+
+func (l *lab) ns(n string) string { return "lw4o6" + n + l.suffix }
+
+func (l *lab) sh(args ...string) {
+	l.t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (l *lab) in(ns string, args ...string) {
+	l.t.Helper()
+	l.sh(append([]string{"ip", "netns", "exec", l.ns(ns)}, args...)...)
+}
+
+func requireRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, TUN, raw sockets)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("needs /dev/net/tun")
+	}
+}
+
+var labSeq int
+
+// setup creates the four namespaces and their links.
+func setup(t *testing.T) *lab {
+	labSeq++
+	l := &lab{t: t, suffix: fmt.Sprintf("%d%c", os.Getpid()%100000, 'a'+labSeq%26), dir: t.TempDir()}
+	for _, n := range []string{"lan", "b4", "aftr", "inet"} {
+		l.sh("ip", "netns", "add", l.ns(n))
+		name := l.ns(n)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+		l.in(n, "ip", "link", "set", "lo", "up")
+	}
+	veth := func(a, ai, b, bi string) {
+		l.sh("ip", "link", "add", ai+l.suffix, "netns", l.ns(a), "type", "veth", "peer", "name", bi+l.suffix, "netns", l.ns(b))
+		l.in(a, "ip", "link", "set", ai+l.suffix, "name", ai)
+		l.in(b, "ip", "link", "set", bi+l.suffix, "name", bi)
+		l.in(a, "ip", "link", "set", ai, "up")
+		l.in(b, "ip", "link", "set", bi, "up")
+	}
+	veth("lan", "eth0", "b4", "lan0")
+	veth("b4", "acc0", "aftr", "acc0")
+	veth("aftr", "inet0", "inet", "eth0")
+	l.in("lan", "ip", "addr", "add", lanHost+"/24", "dev", "eth0")
+	l.in("lan", "ip", "route", "add", "default", "via", lanGW)
+	l.in("b4", "ip", "addr", "add", lanGW+"/24", "dev", "lan0")
+	l.in("b4", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	l.in("b4", "ip", "addr", "add", b4Access+"/64", "dev", "acc0", "nodad")
+	l.in("aftr", "ip", "addr", "add", aftrAddr+"/64", "dev", "acc0", "nodad")
+	l.in("aftr", "ip", "addr", "add", aftrInet+"/24", "dev", "inet0")
+	l.in("aftr", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	l.in("inet", "ip", "addr", "add", inetHost+"/24", "dev", "eth0")
+	l.in("inet", "ip", "route", "add", pool, "via", aftrInet)
+	return l
+}
+
+// build compiles both daemons once per test binary.
+var buildOnce sync.Once
+var binDir string
+var buildErr error
+
+func build(t *testing.T) string {
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "lw4o6-bin")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", binDir+"/", "github.com/lw4o6/lw4o6/cmd/lw4o6-b4", "github.com/lw4o6/lw4o6/cmd/lw4o6-aftr").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// daemon starts a daemon inside a namespace; its stdout lines go to lines.
+func (l *lab) daemon(ns, bin string, args ...string) (lines chan string) {
+	l.t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(ns), bin}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &syncBuf{b: &stderr}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	lines = make(chan string, 100)
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	l.t.Cleanup(func() {
+		cmd.Process.Signal(unix.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				l.t.Errorf("%s exited: %v\n%s", filepath.Base(bin), err, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			l.t.Errorf("%s did not stop on SIGTERM\n%s", filepath.Base(bin), stderr.String())
+		}
+		if l.t.Failed() {
+			l.t.Logf("%s stderr:\n%s", filepath.Base(bin), stderr.String())
+		}
+	})
+	return lines
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+
+// inNS runs f on a thread inside namespace ns: sockets it opens stay there.
+func (l *lab) inNS(ns string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with its namespace switch
+		fd, err := unix.Open("/run/netns/"+l.ns(ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+func TestDaemonsInNamespaces(t *testing.T) {
+	requireRoot(t)
+	bin := build(t)
+	l := setup(t)
+
+	// Internet host: kernel TCP and UDP servers that report the source
+	// address and port they see.
+	seen := make(chan netip.AddrPort, 16)
+	var tcpLn net.Listener
+	var udpConn net.PacketConn
+	if err := l.inNS("inet", func() (err error) {
+		if tcpLn, err = net.Listen("tcp4", net.JoinHostPort(inetHost, fmt.Sprint(tcpPort))); err != nil {
+			return err
+		}
+		udpConn, err = net.ListenPacket("udp4", net.JoinHostPort(inetHost, fmt.Sprint(udpPort)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer tcpLn.Close()
+	defer udpConn.Close()
+	go serveTCP(tcpLn, seen)
+	go serveUDP(udpConn, seen)
+
+	line := l.startDaemons(bin)
+	var pub netip.Addr
+	var first, last uint16
+	if _, err := fmt.Sscanf(line, "provisioned: public IPv4 %v ports %d-%d", &pub, &first, &last); err != nil {
+		// netip.Addr does not implement Scanner: parse by hand.
+		f := strings.Fields(line)
+		pub = netip.MustParseAddr(f[3])
+		fmt.Sscanf(f[5], "%d-%d", &first, &last)
+	}
+	t.Logf("B4: %s", line)
+
+	// A capture on the access link, for the 4in6 check.
+	capFile := filepath.Join(l.dir, "access.pcap")
+	stopCap := l.capture("aftr", "acc0", capFile)
+
+	// TCP transfer from the kernel LAN host.
+	const size = 4 << 20
+	if err := l.inNS("lan", func() error {
+		c, err := net.DialTimeout("tcp4", net.JoinHostPort(inetHost, fmt.Sprint(tcpPort)), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		var hdr [8]byte
+		binary.BigEndian.PutUint64(hdr[:], size)
+		if _, err := c.Write(hdr[:]); err != nil {
+			return err
+		}
+		n, err := io.Copy(io.Discard, c)
+		if err != nil || n != size {
+			return fmt.Errorf("tcp: %d of %d octets: %v", n, size, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("TCP through the daemons: %v", err)
+	}
+	// UDP exchange.
+	if err := l.inNS("lan", func() error {
+		c, err := net.Dial("udp4", net.JoinHostPort(inetHost, fmt.Sprint(udpPort)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 100)
+		for try := 0; try < 5; try++ {
+			c.Write([]byte("lw4o6 netns udp"))
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			if n, err := c.Read(buf); err == nil && string(buf[:n]) == "lw4o6 netns udp" {
+				return nil
+			}
+		}
+		return fmt.Errorf("udp: no echo")
+	}); err != nil {
+		t.Fatalf("UDP through the daemons: %v", err)
+	}
+	// Ping.
+	l.in("lan", "ping", "-c", "2", "-W", "3", inetHost)
+	stopCap()
+
+	// The server saw the B4's public address and ports inside its set.
+	for i := 0; i < 2; i++ {
+		select {
+		case ap := <-seen:
+			if ap.Addr() != pub || ap.Port() < first || ap.Port() > last {
+				t.Errorf("server saw %v; want %v with a port in %d-%d", ap, pub, first, last)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("server saw no flow")
+		}
+	}
+	l.checkCapture(capFile, pub)
+}
+
+// startDaemons runs the AFTR (raw underlay, IPv4 side on a TUN) and the B4
+// (LAN TUN, raw underlay) and returns the B4's "provisioned:" line.
+func (l *lab) startDaemons(bin string) string {
+	aftrOut := l.daemon("aftr", bin+"/lw4o6-aftr", "--ipv6", aftrAddr, "--underlay", "raw", "--ipv4-side", "tun:lw4o6i",
+		"--tun-addr", aftrInet+"/32", "--pool", pool, "--ports-per-b4", fmt.Sprint(portsPer), "--log-level", "debug")
+	waitLine(l.t, aftrOut, "AFTR ")
+	b4Out := l.daemon("b4", bin+"/lw4o6-b4", "--aftr", aftrAddr, "--underlay", "raw", "--tun", "lw4o6l",
+		"--tun-addr", lanTunNet, "--tun-setup", "--default-route", "--log-level", "debug")
+	return waitLine(l.t, b4Out, "provisioned:")
+}
+
+func serveTCP(ln net.Listener, seen chan<- netip.AddrPort) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			seen <- c.RemoteAddr().(*net.TCPAddr).AddrPort()
+			var hdr [8]byte
+			if _, err := io.ReadFull(c, hdr[:]); err != nil {
+				return
+			}
+			io.CopyN(c, zeros{}, int64(binary.BigEndian.Uint64(hdr[:])))
+		}()
+	}
+}
+
+func serveUDP(c net.PacketConn, seen chan<- netip.AddrPort) {
+	buf := make([]byte, 2048)
+	first := true
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		if first {
+			seen <- from.(*net.UDPAddr).AddrPort()
+			first = false
+		}
+		c.WriteTo(buf[:n], from)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func waitLine(t *testing.T, lines chan string, prefix string) string {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("daemon exited before printing %q", prefix)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		case <-deadline:
+			t.Fatalf("no %q line in 20 s", prefix)
+		}
+	}
+}
+
+// capture records dev in ns with tcpdump or dumpcap, whichever is present.
+func (l *lab) capture(ns, dev, file string) (stop func()) {
+	var args []string
+	if p, err := exec.LookPath("tcpdump"); err == nil {
+		args = []string{p, "-i", dev, "-U", "-w", file}
+	} else if p, err := exec.LookPath("dumpcap"); err == nil {
+		args = []string{p, "-q", "-i", dev, "-w", file}
+	} else {
+		l.t.Log("no tcpdump or dumpcap: skipping the access-link capture")
+		return func() {}
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(ns)}, args...)...)
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	time.Sleep(time.Second) // let it open the device
+	return func() {
+		time.Sleep(500 * time.Millisecond)
+		cmd.Process.Signal(unix.SIGINT)
+		cmd.Wait()
+	}
+}
+
+// checkCapture asserts the access link carried IPv4-in-IPv6 from the B4's
+// public address.
+func (l *lab) checkCapture(file string, pub netip.Addr) {
+	if _, err := os.Stat(file); err != nil {
+		return
+	}
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		l.t.Log("no tshark: capture not decoded")
+		return
+	}
+	out, err := exec.Command(tshark, "-r", file, "-Y", "ipv6.nxt == 4", "-T", "fields", "-e", "ipv6.src", "-e", "ip.src").CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), b4Access+"\t"+pub.String()) {
+		l.t.Fatalf("no IPv4-in-IPv6 from %s carrying %v on the access link:\n%.2000s", b4Access, pub, out)
+	}
+}
