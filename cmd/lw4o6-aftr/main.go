@@ -13,8 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
+
+	"github.com/lw4o6/lw4o6/internal/cli"
 )
 
 func main() {
@@ -22,7 +23,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	stderr = &lockedWriter{w: stderr}
+	stderr = cli.NewLockedWriter(stderr)
 	if len(args) > 0 && args[0] == "check" {
 		return runCheck(args[1:], stdout, stderr)
 	}
@@ -42,16 +43,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// lockedWriter serialises writes from the logger and from run.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

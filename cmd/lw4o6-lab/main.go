@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/lw4o6/lw4o6/internal/cli"
 	"github.com/lw4o6/lw4o6/internal/lab"
 )
 
@@ -29,7 +30,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	// The log and our own messages share stderr from many goroutines.
-	stderr = &lockedWriter{w: stderr}
+	stderr = cli.NewLockedWriter(stderr)
 	fs := pflag.NewFlagSet("lw4o6-lab", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -153,16 +154,4 @@ func report(stdout, stderr io.Writer, w *lab.World, results []lab.Result, provis
 	}
 	fmt.Fprintf(stdout, "\nall %d B4s: TCP, UDP and ping OK\n", len(w.Nodes))
 	return 0
-}
-
-// lockedWriter serialises writes from the logger and from run.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -5,7 +5,6 @@
 package daemons
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -15,25 +14,12 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
 
-func build(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "lw4o6-bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/lw4o6/lw4o6/cmd/lw4o6-b4", "github.com/lw4o6/lw4o6/cmd/lw4o6-aftr").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return dir
-}
+	"github.com/lw4o6/lw4o6/test/internal/daemon"
+)
 
 func freePort(t *testing.T, network string) int {
 	switch network {
@@ -54,76 +40,17 @@ func freePort(t *testing.T, network string) int {
 	}
 }
 
-// start runs a daemon (as nobody when we are root) and returns its stdout lines.
+// start runs a daemon, as nobody when the test runs as root.
 func start(t *testing.T, bin string, args ...string) <-chan string {
 	cmd := exec.Command(bin, args...)
-	var stderr bytes.Buffer
-	var mu sync.Mutex
-	cmd.Stderr = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) })
 	if os.Geteuid() == 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 64)
-	go func() {
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-		close(lines)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%s: %v", bin, err)
-			}
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("%s did not stop on SIGTERM", bin)
-		}
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("%s stderr:\n%s", bin, stderr.String())
-			mu.Unlock()
-		}
-	})
-	return lines
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-func waitLine(t *testing.T, lines <-chan string, prefix string) string {
-	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("daemon exited before printing %q", prefix)
-			}
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
-		case <-timeout:
-			t.Fatalf("no %q line within 20 s", prefix)
-		}
-	}
+	return daemon.Start(t, cmd)
 }
 
 func TestUnprivilegedDaemons(t *testing.T) {
-	dir := build(t)
+	dir := daemon.Build(t)
 	under, socks := freePort(t, "udp"), freePort(t, "tcp")
 
 	// The "Internet": loopback TCP and UDP servers.
@@ -132,21 +59,7 @@ func TestUnprivilegedDaemons(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var hdr [8]byte
-				if _, err := io.ReadFull(c, hdr[:]); err == nil {
-					io.CopyN(c, zeros{}, int64(binary.BigEndian.Uint64(hdr[:])))
-				}
-			}()
-		}
-	}()
+	go daemon.ServeDownload(ln, nil)
 	uc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -166,10 +79,10 @@ func TestUnprivilegedDaemons(t *testing.T) {
 	aftrOut := start(t, dir+"/lw4o6-aftr", "--ipv6", "2001:db8::1", "--underlay", "udp",
 		"--underlay-listen", fmt.Sprintf("127.0.0.1:%d", under), "--ipv4-side", "host", "--egress-allow-loopback",
 		"--pool", "192.0.2.0/30", "--ports-per-b4", "4096")
-	waitLine(t, aftrOut, "AFTR ")
+	daemon.WaitLine(t, aftrOut, "AFTR ")
 	b4Out := start(t, dir+"/lw4o6-b4", "--aftr", "2001:db8::1", "--ipv6", "2001:db8:b4::1", "--underlay", "udp",
 		"--underlay-peer", fmt.Sprintf("127.0.0.1:%d", under), "--socks5", fmt.Sprintf("127.0.0.1:%d", socks))
-	line := waitLine(t, b4Out, "provisioned:")
+	line := daemon.WaitLine(t, b4Out, "provisioned:")
 	if !strings.Contains(line, "public IPv4 192.0.2.") {
 		t.Fatalf("B4 says %q", line)
 	}
@@ -182,12 +95,8 @@ func TestUnprivilegedDaemons(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	const size = 4 << 20
-	var hdr [8]byte
-	binary.BigEndian.PutUint64(hdr[:], size)
-	c.Write(hdr[:])
-	if n, err := io.Copy(io.Discard, c); err != nil || n != size {
-		t.Fatalf("TCP through the daemons: %d of %d octets, %v", n, size, err)
+	if err := daemon.Download(c, 4<<20); err != nil {
+		t.Fatalf("TCP through the daemons: %v", err)
 	}
 
 	// UDP: an echo through SOCKS5 UDP ASSOCIATE.
@@ -195,10 +104,6 @@ func TestUnprivilegedDaemons(t *testing.T) {
 		t.Fatalf("UDP through the daemons: %v", err)
 	}
 }
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 // socksConnect is a minimal RFC 1928 client: no authentication, CONNECT.
 func socksConnect(proxy string, dst netip.AddrPort) (net.Conn, error) {

@@ -6,11 +6,7 @@
 package netns
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -18,11 +14,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lw4o6/lw4o6/test/internal/daemon"
 )
 
 // Addresses (documentation and benchmark ranges only).
@@ -108,75 +105,11 @@ func setup(t *testing.T) *lab {
 	return l
 }
 
-// build compiles both daemons once per test binary.
-var buildOnce sync.Once
-var binDir string
-var buildErr error
-
-func build(t *testing.T) string {
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "lw4o6-bin")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", binDir+"/", "github.com/lw4o6/lw4o6/cmd/lw4o6-b4", "github.com/lw4o6/lw4o6/cmd/lw4o6-aftr").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
-}
-
-// daemon starts a daemon inside a namespace; its stdout lines go to lines.
-func (l *lab) daemon(ns, bin string, args ...string) (lines chan string) {
+// daemon starts a daemon inside a namespace; its stdout lines come back.
+func (l *lab) daemon(ns, bin string, args ...string) <-chan string {
 	l.t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(ns), bin}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &syncBuf{b: &stderr}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		l.t.Fatal(err)
-	}
-	lines = make(chan string, 100)
-	go func() {
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-		close(lines)
-	}()
-	l.t.Cleanup(func() {
-		cmd.Process.Signal(unix.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				l.t.Errorf("%s exited: %v\n%s", filepath.Base(bin), err, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			l.t.Errorf("%s did not stop on SIGTERM\n%s", filepath.Base(bin), stderr.String())
-		}
-		if l.t.Failed() {
-			l.t.Logf("%s stderr:\n%s", filepath.Base(bin), stderr.String())
-		}
-	})
-	return lines
+	return daemon.Start(l.t, exec.Command("ip", append([]string{"netns", "exec", l.ns(ns), bin}, args...)...))
 }
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 
 // inNS runs f on a thread inside namespace ns: sockets it opens stay there.
 func (l *lab) inNS(ns string, f func() error) error {
@@ -200,7 +133,7 @@ func (l *lab) inNS(ns string, f func() error) error {
 
 func TestDaemonsInNamespaces(t *testing.T) {
 	requireRoot(t)
-	bin := build(t)
+	bin := daemon.Build(t)
 	l := setup(t)
 
 	// Internet host: kernel TCP and UDP servers that report the source
@@ -219,7 +152,13 @@ func TestDaemonsInNamespaces(t *testing.T) {
 	}
 	defer tcpLn.Close()
 	defer udpConn.Close()
-	go serveTCP(tcpLn, seen)
+	tcpSeen := make(chan net.Addr, 16)
+	go daemon.ServeDownload(tcpLn, tcpSeen)
+	go func() {
+		for a := range tcpSeen {
+			seen <- a.(*net.TCPAddr).AddrPort()
+		}
+	}()
 	go serveUDP(udpConn, seen)
 
 	line := l.startDaemons(bin)
@@ -246,16 +185,7 @@ func TestDaemonsInNamespaces(t *testing.T) {
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(30 * time.Second))
-		var hdr [8]byte
-		binary.BigEndian.PutUint64(hdr[:], size)
-		if _, err := c.Write(hdr[:]); err != nil {
-			return err
-		}
-		n, err := io.Copy(io.Discard, c)
-		if err != nil || n != size {
-			return fmt.Errorf("tcp: %d of %d octets: %v", n, size, err)
-		}
-		return nil
+		return daemon.Download(c, size)
 	}); err != nil {
 		t.Fatalf("TCP through the daemons: %v", err)
 	}
@@ -301,28 +231,10 @@ func TestDaemonsInNamespaces(t *testing.T) {
 func (l *lab) startDaemons(bin string) string {
 	aftrOut := l.daemon("aftr", bin+"/lw4o6-aftr", "--ipv6", aftrAddr, "--underlay", "raw", "--ipv4-side", "tun:lw4o6i",
 		"--tun-addr", aftrInet+"/32", "--pool", pool, "--ports-per-b4", fmt.Sprint(portsPer), "--log-level", "debug")
-	waitLine(l.t, aftrOut, "AFTR ")
+	daemon.WaitLine(l.t, aftrOut, "AFTR ")
 	b4Out := l.daemon("b4", bin+"/lw4o6-b4", "--aftr", aftrAddr, "--underlay", "raw", "--tun", "lw4o6l",
 		"--tun-addr", lanTunNet, "--tun-setup", "--default-route", "--log-level", "debug")
-	return waitLine(l.t, b4Out, "provisioned:")
-}
-
-func serveTCP(ln net.Listener, seen chan<- netip.AddrPort) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			seen <- c.RemoteAddr().(*net.TCPAddr).AddrPort()
-			var hdr [8]byte
-			if _, err := io.ReadFull(c, hdr[:]); err != nil {
-				return
-			}
-			io.CopyN(c, zeros{}, int64(binary.BigEndian.Uint64(hdr[:])))
-		}()
-	}
+	return daemon.WaitLine(l.t, b4Out, "provisioned:")
 }
 
 func serveUDP(c net.PacketConn, seen chan<- netip.AddrPort) {
@@ -338,28 +250,6 @@ func serveUDP(c net.PacketConn, seen chan<- netip.AddrPort) {
 			first = false
 		}
 		c.WriteTo(buf[:n], from)
-	}
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
-
-func waitLine(t *testing.T, lines chan string, prefix string) string {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("daemon exited before printing %q", prefix)
-			}
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
-		case <-deadline:
-			t.Fatalf("no %q line in 20 s", prefix)
-		}
 	}
 }
 

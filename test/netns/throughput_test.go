@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lw4o6/lw4o6/test/internal/daemon"
 )
 
 // TestThroughput measures one TCP stream for 10 s with iperf3 from the LAN
@@ -25,7 +27,7 @@ func TestThroughput(t *testing.T) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Skip("needs iperf3")
 	}
-	bin := build(t)
+	bin := daemon.Build(t)
 
 	// Through lw4o6.
 	l := setup(t)

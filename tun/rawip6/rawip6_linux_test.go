@@ -27,8 +27,7 @@ var (
 func openInNetns(t *testing.T, opts ...Option) *Device {
 	t.Helper()
 	ns := devtest.NewNetns(t)
-	ns.IP("link", "set", "lo", "up")
-	ns.IP("-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad") // not tentative: bind at once
+	ns.AddLoopback("2001:db8::1")
 	var d *Device
 	if err := ns.Do(func() (err error) { d, err = Open(local, opts...); return err }); err != nil {
 		t.Fatalf("Open: %v", err)
@@ -204,6 +203,8 @@ func TestReadDropsWhatDoesNotFit(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	bufs := [][]byte{make([]byte, 10+200), make([]byte, 10+200)}
 	sizes := make([]int, 2)
+	stuck := time.AfterFunc(timeout, func() { d.Close() })
+	defer stuck.Stop()
 	n, err := d.Read(bufs, sizes, 10)
 	if n != 1 || err != nil || !bytes.Equal(bufs[0][10:10+sizes[0]], small) {
 		t.Fatalf("Read = %d, %v: %x", n, err, bufs[0][10:10+sizes[0]])

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -80,4 +81,25 @@ func (n *Netns) Do(fn func() error) error {
 	}
 	runtime.UnlockOSThread()
 	return ferr
+}
+
+// AddLoopback puts addr (an IPv6 address) on the namespace's loopback and
+// waits until the kernel delivers packets to it: the address is usable for
+// bind at once with nodad, but its local route is installed a moment
+// later, by addrconf's DAD work.
+func (n *Netns) AddLoopback(addr string) {
+	n.t.Helper()
+	n.IP("link", "set", "lo", "up")
+	n.IP("-6", "addr", "add", addr+"/128", "dev", "lo", "nodad")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-n", n.Name, "-6", "route", "show", "table", "local", addr).Output()
+		if err == nil && len(strings.TrimSpace(string(out))) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("no local route for %s in %s: %v: %s", addr, n.Name, err, out)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
