@@ -133,7 +133,9 @@ func (p *provisioner) step(ctx context.Context) (time.Duration, error) {
 		if errors.As(err, &re) {
 			// RFC 6887 §8.1: do not repeat the request within the error's
 			// lifetime (bounded below so a 0 does not spin).
-			wait = max(time.Duration(re.Lifetime)*time.Second, time.Second)
+			// The margin puts the retry after the client's own hold on
+			// the same request, which started a moment before ours.
+			wait = max(time.Duration(re.Lifetime)*time.Second+100*time.Millisecond, time.Second)
 		}
 		if b.provisioned.Load() {
 			// A refused renewal must not keep the set past its expiry:

@@ -96,8 +96,10 @@ func testErrorAnswer(t *testing.T) {
 	e.run()
 	r1 := e.nextReq(2 * time.Second)
 	h.set(func(h *handler) { h.result, h.lifetime = pcp.Success, 3600 })
-	r2 := e.nextReq(4 * time.Second)
-	if gap := r2.at.Sub(r1.at); gap < 2*time.Second || gap > 3500*time.Millisecond {
+	// The upper bound only checks that the B4 does ask again; it is loose
+	// because CI machines are loaded.
+	r2 := e.nextReq(8 * time.Second)
+	if gap := r2.at.Sub(r1.at); gap < 2*time.Second || gap > 6*time.Second {
 		t.Errorf("asked again %v after a 2 s NO_RESOURCES, want just after 2 s", gap)
 	}
 	checkMapRequest(t, r2, e.b.cfg, anyIPv4, 0)
