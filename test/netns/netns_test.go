@@ -82,6 +82,15 @@ func setup(t *testing.T) *lab {
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
 		l.in(n, "ip", "link", "set", "lo", "up")
 	}
+	// Runs after the daemons' cleanups (which stop them) and before the
+	// namespaces go: a daemon removes the TUN it created.
+	t.Cleanup(func() {
+		for _, c := range [][2]string{{"b4", "lw4o6l"}, {"aftr", "lw4o6i"}} {
+			if exec.Command("ip", "netns", "exec", l.ns(c[0]), "ip", "link", "show", c[1]).Run() == nil {
+				t.Errorf("TUN %s still exists in %s after the daemon stopped", c[1], c[0])
+			}
+		}
+	})
 	veth := func(a, ai, b, bi string) {
 		l.sh("ip", "link", "add", ai+l.suffix, "netns", l.ns(a), "type", "veth", "peer", "name", bi+l.suffix, "netns", l.ns(b))
 		l.in(a, "ip", "link", "set", ai+l.suffix, "name", ai)
