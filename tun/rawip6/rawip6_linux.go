@@ -200,8 +200,8 @@ func (d *Device) finishRead(b *batch, bufs [][]byte, sizes []int, offset int, pr
 	for i := range b.n {
 		m := &b.msgs[i]
 		plen := int(m.len)
-		if m.hdr.Flags&unix.MSG_TRUNC != 0 || plen > 0xffff {
-			d.st.truncated.Add(1)
+		if m.hdr.Flags&unix.MSG_TRUNC != 0 || plen > 0xffff || offset+ipv6HeaderLen+plen > len(bufs[n]) {
+			d.st.truncated.Add(1) // too big for its buffer, or for the one it would move to
 			continue
 		}
 		r := parseCmsgs(b.oob[i*oobLen : i*oobLen+int(m.hdr.Controllen)])

@@ -264,8 +264,7 @@ func BenchmarkLoopback(b *testing.B) {
 	for _, m := range modes {
 		b.Run(m.name, func(b *testing.B) {
 			ns := devtest.NewNetns(b)
-			ns.IP("link", "set", "lo", "up")
-			ns.IP("-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad") // not tentative: bind at once
+			ns.AddLoopback("2001:db8::1")
 			var d *Device
 			if err := ns.Do(func() (err error) { d, err = Open(local, m.opts...); return err }); err != nil {
 				b.Fatal(err)

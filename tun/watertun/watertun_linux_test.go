@@ -34,9 +34,13 @@ func TestTUNInNetns(t *testing.T) {
 
 	ns.IP("link", "set", "lw4o6t0", "down")
 	errc := make(chan error, 1)
-	go func() {
-		_, err := d.Read([][]byte{make([]byte, 1500)}, []int{0}, 0)
-		errc <- err
+	go func() { // packets the kernel sent before the link went down may come first
+		for {
+			if _, err := d.Read([][]byte{make([]byte, 1500)}, []int{0}, 0); err != nil {
+				errc <- err
+				return
+			}
+		}
 	}()
 	time.Sleep(50 * time.Millisecond)
 	if err := d.Close(); err != nil {

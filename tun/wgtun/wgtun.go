@@ -177,7 +177,7 @@ func ioFailure(err error) bool {
 func fit(bufs [][]byte, sizes []int, offset, n int) int {
 	k := 0
 	for i := range n {
-		if offset+sizes[i] > len(bufs[i]) {
+		if offset+sizes[i] > len(bufs[i]) || offset+sizes[i] > len(bufs[k]) {
 			continue
 		}
 		if k != i {
@@ -213,11 +213,11 @@ func (d *Device) unstage(bufs [][]byte, sizes []int, offset int) int {
 			break
 		}
 		used++
-		p := d.stage[i][headroom : headroom+d.ssizes[i]]
-		if offset+len(p) > len(bufs[n]) || d.ssizes[i] > len(d.stage[i])-headroom {
+		size := d.ssizes[i]
+		if size > len(d.stage[i])-headroom || offset+size > len(bufs[n]) {
 			continue // does not fit: dropped
 		}
-		sizes[n] = copy(bufs[n][offset:], p)
+		sizes[n] = copy(bufs[n][offset:], d.stage[i][headroom:headroom+size])
 		n++
 	}
 	d.pending = d.pending[:copy(d.pending, d.pending[used:])]
