@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// Bad flags are reported with the flag's name and what is allowed, exit 2.
+func TestBadFlags(t *testing.T) {
+	base := []string{"--aftr", "2001:db8::1", "--socks5", "127.0.0.1:1080"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--socks5", "127.0.0.1:1080"}, "--aftr is required"},
+		{[]string{"--aftr", "2001:db8::1"}, "no LAN side"},
+		{[]string{"--aftr", "192.0.2.1", "--socks5", "127.0.0.1:1080", "--underlay", "udp", "--underlay-peer", "127.0.0.1:1"}, ""},
+		{append(base, "--tun-driver", "tap"), "--tun-driver"},
+		{append(base, "--tun-addr", "2001:db8::/64"), "--tun-addr"},
+		{append(base, "--tun-setup"), "--tun-setup needs --tun and --tun-addr"},
+		{append(base, "--default-route"), "--default-route needs --tun-setup"},
+		{append(base, "--ipv6", "192.0.2.1"), "--ipv6"},
+		{append(base, "--underlay", "gre"), "--underlay"},
+		{append(base, "--underlay", "udp"), "--underlay-peer"},
+		{append(base, "--underlay-peer", "127.0.0.1:4666"), "--underlay udp"},
+		{append(base, "--mtu", "1000"), "--mtu"},
+		{append(base, "--port-set-size", "0"), "--port-set-size"},
+		{append(base, "--lifetime", "1s"), "--lifetime"},
+		{append(base, "--log-level", "loud"), "--log-level"},
+		{append(base, "extra"), "unexpected argument"},
+		{[]string{"--bogus"}, "bogus"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(c.args, &out, &errb)
+		if c.want == "" {
+			// A valid command line that fails later (an IPv4 --aftr) is
+			// exit 1, with the flag named.
+			if code != 1 || !strings.Contains(errb.String(), "--aftr") {
+				t.Errorf("%v: exit %d, stderr %q", c.args, code, errb.String())
+			}
+			continue
+		}
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2", c.args, code)
+		}
+		if !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%v: stderr %q lacks %q", c.args, errb.String(), c.want)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--help"}, &out, &errb); code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+	for _, want := range []string{"--socks5", "--tun", "--underlay", "no root", "Examples"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
