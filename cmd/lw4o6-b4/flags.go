@@ -32,6 +32,7 @@ type options struct {
 	portSetSize  int
 	lifetime     time.Duration
 	socks5       string
+	nonceFile    string
 	level        slog.Level
 }
 
@@ -75,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.portSetSize, "port-set-size", 65535, "PORT_SET size asked for (1-65535; 65535 = as many as the AFTR gives)")
 	fs.DurationVar(&o.lifetime, "lifetime", 2*time.Hour, "binding lifetime asked for")
 	fs.StringVar(&o.socks5, "socks5", "", "serve SOCKS5 (CONNECT, UDP ASSOCIATE) on `ADDR` as an unprivileged LAN front end")
+	fs.StringVar(&o.nonceFile, "nonce-file", "", "keep the PCP nonce in `FILE` so renewals after a restart are accepted (default: in the user cache directory; \"none\": a fresh nonce each start)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {

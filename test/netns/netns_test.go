@@ -242,7 +242,7 @@ func (l *lab) startDaemons(bin string) string {
 		"--tun-addr", aftrInet+"/32", "--pool", pool, "--ports-per-b4", fmt.Sprint(portsPer), "--log-level", "debug")
 	daemon.WaitLine(l.t, aftrOut, "AFTR ")
 	b4Out := l.daemon("b4", bin+"/lw4o6-b4", "--aftr", aftrAddr, "--underlay", "raw", "--tun", "lw4o6l",
-		"--tun-addr", lanTunNet, "--tun-setup", "--default-route", "--log-level", "debug")
+		"--tun-addr", lanTunNet, "--tun-setup", "--default-route", "--log-level", "debug", "--nonce-file", filepath.Join(l.dir, "b4.nonce"))
 	return daemon.WaitLine(l.t, b4Out, "provisioned:")
 }
 
