@@ -173,7 +173,26 @@ func (a *AFTR) Expire() int {
 	if n > 0 {
 		a.log.Info("bindings expired", "count", n)
 	}
+	a.pruneNonces()
 	return n
+}
+
+// pruneNonces forgets the nonces of B4s that hold no live binding any more
+// (expired, not deleted by PCP): only an existing mapping's nonce is
+// checked (RFC 6887 §11.3), and without this every B4 ever served would
+// stay in the map. A walk is O(len(nonces)), so it runs only once the map
+// has outgrown twice the table (and a slack): its cost is amortised.
+func (a *AFTR) pruneNonces() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.nonces) <= 2*a.table.Len()+64 {
+		return
+	}
+	for b4 := range a.nonces {
+		if len(a.table.ByB4(b4)) == 0 {
+			delete(a.nonces, b4)
+		}
+	}
 }
 
 // AddStatic installs an operator binding (RFC 7597 §5.1 port set; its BR
@@ -229,8 +248,10 @@ func (a *AFTR) RemoveBinding(b4 netip.Addr) bool {
 	if a.pool == nil {
 		return false
 	}
-	ok, _ := a.pool.Release(b4)
+	// Under a.mu, as Map: a MAP between the release and the delete would
+	// leave its new binding without a nonce.
 	a.mu.Lock()
+	ok, _ := a.pool.Release(b4)
 	delete(a.nonces, b4)
 	a.mu.Unlock()
 	if ok {

@@ -75,6 +75,8 @@ const (
 	cDropOverRateLimitICMPv6
 	cOutICMPv4Echo
 	cOutICMPv6Echo
+
+	cDropMartianDstIPv4 // from a B4 to 0/8, 127/8 or 240/4 (255.255.255.255)
 )
 
 var counterNames = []string{
@@ -140,4 +142,6 @@ var counterNames = []string{
 	cDropOverRateLimitICMPv6: "drop-over-rate-limit-icmpv6",
 	cOutICMPv4Echo:           "out-icmpv4-echo-reply",
 	cOutICMPv6Echo:           "out-icmpv6-echo-reply",
+
+	cDropMartianDstIPv4: "drop-martian-dst-ipv4",
 }

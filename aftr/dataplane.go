@@ -218,8 +218,9 @@ func (a *AFTR) FromAccess(pkt []byte) {
 	}
 	// No B4 sends from a multicast (RFC 4291 §2.7) or the unspecified
 	// address; answering one (PCP, ICMPv6, RFC 4443 §2.4(e)) would reach
-	// no single node.
-	if outer.Src[0] == 0xff || outer.Src == [16]byte{} {
+	// no single node. Nor from loopback (RFC 4291 §2.5.3: never sent
+	// outside a node) or an IPv4-mapped address (§2.5.5.2: an IPv4 node).
+	if src := outer.SrcAddr(); outer.Src[0] == 0xff || src.IsUnspecified() || src.IsLoopback() || src.Is4In6() {
 		a.count.Count(cDropMalformedIPv6, len(pkt))
 		return
 	}
@@ -287,6 +288,12 @@ func (a *AFTR) upstream(outer *packet.IPv6) {
 	}
 	if a.self4 != nil && ip4.Dst() == *a.self4 {
 		a.echo4(ip4, outer)
+		return
+	}
+	// RFC 1812 §5.3.5.1: a limited broadcast MUST NOT be forwarded;
+	// §5.3.7: nor (SHOULD NOT) one to network 0, network 127 or class E.
+	if d := ip4.Dst(); d[0] >= 240 || d[0] == 127 || d[0] == 0 {
+		a.count.Count(cDropMartianDstIPv4, len(ip4))
 		return
 	}
 	a.count.Count(cOutIPv4, len(ip4))

@@ -130,7 +130,10 @@ func remaining(b bindings.Binding, now time.Time) uint32 {
 // §8 item 3), answered into the same softwire.
 func (a *AFTR) toSelf4(outer *packet.IPv6, ip4 packet.IPv4) {
 	var u packet.UDP
-	if err := packet.ParseUDP4(ip4, &u); err != nil || u.DstPort != pcpServerPort {
+	// The answer goes to the inner source: never to a broadcast,
+	// multicast or unspecified address (RFC 1122 §3.2.1.3), which names
+	// no single B4.
+	if err := packet.ParseUDP4(ip4, &u); err != nil || u.DstPort != pcpServerPort || !a.icmpv4Sendable(ip4) {
 		a.count.Count(cDropToSelfIPv4, len(ip4))
 		return
 	}
