@@ -134,6 +134,11 @@ type Config struct {
 	// to use PCP THIRD_PARTY to manage a named B4's binding
 	// (PROTOCOL.md §8 item 4).
 	Provisioners []netip.Addr
+	// ForwardToLoopback forwards B4 packets addressed to 127.0.0.0/8 to
+	// the Internet side, which RFC 1812 §5.3.7 says a router SHOULD NOT
+	// do. Only for a lab whose Internet side is the host's own loopback
+	// (the daemon's --egress-allow-loopback).
+	ForwardToLoopback bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives the AFTR's log; nil discards it.

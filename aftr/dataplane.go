@@ -292,7 +292,9 @@ func (a *AFTR) upstream(outer *packet.IPv6) {
 	}
 	// RFC 1812 §5.3.5.1: a limited broadcast MUST NOT be forwarded;
 	// §5.3.7: nor (SHOULD NOT) one to network 0, network 127 or class E.
-	if d := ip4.Dst(); d[0] >= 240 || d[0] == 127 || d[0] == 0 {
+	// Loopback is let through only for the laptop lab, whose host egress
+	// serves the host's own loopback as "the Internet".
+	if d := ip4.Dst(); d[0] >= 240 || d[0] == 0 || (d[0] == 127 && !a.cfg.ForwardToLoopback) {
 		a.count.Count(cDropMartianDstIPv4, len(ip4))
 		return
 	}

@@ -42,7 +42,23 @@ func (b *B4) Run(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { client.Run(runCtx); close(done) }()
-	defer func() { stop(); conn.Close(); <-done }()
+	// The NAT removes expired entries only when Expire is called (or a
+	// lookup or a full set meets them): sweep it, as nat.Table asks.
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		t := time.NewTicker(natExpireEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+				b.nat.Expire()
+			}
+		}
+	}()
+	defer func() { stop(); conn.Close(); <-done; <-swept }()
 
 	p := provisioner{b: b, client: client}
 	for {
@@ -75,6 +91,9 @@ func (b *B4) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// natExpireEvery is how often Run sweeps the NAT's expired entries.
+var natExpireEvery = 5 * time.Second
 
 // clock is the B4's Now for the PCP client, so that mapping times
 // (Received, RenewAt, Expiry) and b.now() share one time line; its timers
@@ -171,17 +190,21 @@ func mappedSet(m *pcp.Mapping) (portset.Range, error) {
 
 func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
 	b := p.b
-	fresh := !b.provisioned.Load()
-	if fresh || m.ExternalIP != p.last || set != p.lastSet {
-		// RFC 7596 §5.1: a changed address or port set MUST flush the NAT.
-		if err := b.nat.SetExternal(m.ExternalIP, set); err != nil {
-			b.log.Error("NAT refused the assigned set", "err", err)
-			return
-		}
+	// provisioned is set before the NAT, and the NAT is given the set on
+	// every answer: a lostBinding (provisioned false, then NAT cleared)
+	// racing with this can then leave the NAT holding a set while the B4
+	// is unprovisioned (and provisioning again), but never the B4
+	// provisioned over a cleared NAT, which no later renewal of the same
+	// set would repair. SetExternal keeps the table for an unchanged set
+	// and flushes it for a changed one (RFC 7596 §5.1: MUST flush).
+	fresh := !b.provisioned.Swap(true)
+	if err := b.nat.SetExternal(m.ExternalIP, set); err != nil {
+		b.provisioned.Store(false)
+		b.log.Error("NAT refused the assigned set", "err", err)
+		return
 	}
 	p.last, p.lastSet = m.ExternalIP, set
 	p.expires = m.Received.Add(m.Lifetime)
-	b.provisioned.Store(true)
 	b.setStatus(func(s *Status) {
 		s.Provisioned = true
 		s.PublicIPv4, s.Ports = m.ExternalIP, set

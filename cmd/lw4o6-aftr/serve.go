@@ -35,12 +35,18 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 		return err
 	}
 	cfg.Logger = log
+	cfg.ForwardToLoopback = o.loopback
 
 	// The Internet side is chosen before the AFTR exists; its packets reach
 	// the AFTR through this indirection once it does.
 	var a *aftr.AFTR
 	ready := make(chan struct{})
-	fromInternet := func(pkt []byte) { <-ready; a.FromInternet(pkt) }
+	fromInternet := func(pkt []byte) {
+		<-ready
+		if a != nil { // nil when aftr.New failed: serve is returning
+			a.FromInternet(pkt)
+		}
+	}
 	var internet aftr.Link
 	switch o.ipv4Side {
 	case "host":

@@ -50,6 +50,10 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 		wg.Wait()
 	}()
 	closers = append(closers, func() { access.Close() })
+	// printStatus returns on ctx: end it too when serve returns on an error
+	// (bb.Run's), or wg.Wait never returns.
+	ctx, cancel := context.WithCancel(ctx)
+	closers = append(closers, cancel)
 
 	cfg := b4.DefaultConfig()
 	cfg.Addr, cfg.AFTR = src, aftrAddr

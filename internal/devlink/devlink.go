@@ -65,6 +65,12 @@ func NewLink(dev tun.Device, log *slog.Logger) *Link {
 // device contract asks, and never retains it.
 func (l *Link) Send(pkt []byte) {
 	bp := l.pool.Get().(*[]byte)
+	if cap(*bp) < Headroom+len(pkt) {
+		// Larger than any IP datagram, e.g. an encapsulated 65535-octet
+		// IPv4 packet: the device will most likely refuse it, but that is
+		// its call, not a panic here.
+		*bp = make([]byte, Headroom+len(pkt))
+	}
 	b := (*bp)[:Headroom+len(pkt)]
 	copy(b[Headroom:], pkt)
 	if _, err := l.dev.Write([][]byte{b}, Headroom); err != nil && l.log != nil {

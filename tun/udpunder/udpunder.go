@@ -125,6 +125,7 @@ func NewClient(local, peer string, opts ...Option) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("udpunder: %w", err)
 	}
+	sizeBuffers(conn)
 	d := &Device{conn: conn, mtu: c.mtu, peer: pa.AddrPort()}
 	d.peer = netip.AddrPortFrom(d.peer.Addr().Unmap(), d.peer.Port())
 	d.name = fmt.Sprintf("udp:%v->%v", conn.LocalAddr(), d.peer)
@@ -143,6 +144,7 @@ func NewServer(local string, opts ...Option) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("udpunder: %w", err)
 	}
+	sizeBuffers(conn)
 	d := &Device{conn: conn, mtu: c.mtu, table: newTable(c.endpoints, c.expiry, c.now)}
 	d.name = fmt.Sprintf("udp:%v", conn.LocalAddr())
 	return d, nil
@@ -279,4 +281,15 @@ func (d *Device) Close() error {
 // accounts for exactly its size (RFC 8200 §3); jumbograms are not carried.
 func validIPv6(p []byte) bool {
 	return len(p) >= 40 && p[0]>>4 == 6 && int(p[4])<<8|int(p[5]) == len(p)-40
+}
+
+// socketBuffer is asked for on each underlay socket: a burst of a few
+// hundred full-size packets fits, so a briefly descheduled reader does not
+// lose a whole TCP window (the kernel caps it at net.core.rmem_max; a
+// smaller buffer only means more loss, never an error).
+const socketBuffer = 4 << 20
+
+func sizeBuffers(c *net.UDPConn) {
+	c.SetReadBuffer(socketBuffer)
+	c.SetWriteBuffer(socketBuffer)
 }
