@@ -21,6 +21,7 @@ import (
 
 	"github.com/lw4o6/lw4o6/b4/nat"
 	"github.com/lw4o6/lw4o6/stack/counter"
+	"github.com/lw4o6/lw4o6/stack/frag"
 	"github.com/lw4o6/lw4o6/stack/netstack"
 	"github.com/lw4o6/lw4o6/stack/portset"
 )
@@ -67,6 +68,9 @@ type B4 struct {
 	lan    Link
 	access Link
 
+	reasm   *frag.Reassembler6 // outer IPv6 from the AFTR (RFC 6333 §6.3)
+	fragIDs frag.IDs
+
 	provisioned atomic.Bool
 	lost        chan string // reasons to provision again; buffered 1
 
@@ -95,7 +99,10 @@ func New(cfg Config, lan, access Link) (*B4, error) {
 		lan:    lan,
 		access: access,
 		lost:   make(chan string, 1),
-		change: make(chan struct{}),
+		// Bounded: fragments are rare and only the AFTR's count.
+		reasm:   frag.NewReassembler6(frag.Config{Now: cfg.Now}),
+		fragIDs: frag.RandomIDs(),
+		change:  make(chan struct{}),
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)

@@ -23,6 +23,10 @@ const (
 	cDropICMPv6Other
 	cOutICMPv4
 	cReprovision
+	cDropTooBigDF
+	cOutIPv6Frag
+	cInIPv6Frag
+	cDropFragmentIPv6
 )
 
 var counterNames = []string{
@@ -45,4 +49,8 @@ var counterNames = []string{
 	cDropICMPv6Other:         "drop-icmpv6-other",
 	cOutICMPv4:               "out-icmpv4",
 	cReprovision:             "reprovision",
+	cDropTooBigDF:            "drop-over-mtu-but-dont-fragment-ipv4",
+	cOutIPv6Frag:             "out-ipv6-frag",
+	cInIPv6Frag:              "in-ipv6-frag",
+	cDropFragmentIPv6:        "drop-ipv6-frag-invalid-reassembly",
 }

@@ -1,6 +1,9 @@
 package b4
 
 import (
+	"errors"
+
+	"github.com/lw4o6/lw4o6/stack/frag"
 	"github.com/lw4o6/lw4o6/stack/packet"
 )
 
@@ -21,6 +24,15 @@ func (b *B4) FromLAN(pkt []byte) {
 	if !b.provisioned.Load() {
 		b.count.Count(cDropNotProvisioned, len(ip4))
 		b.sendICMPv4ToLAN(packet.ICMPv4DstUnreachable, 0, ip4) // net unreachable: no IPv4 service yet
+		return
+	}
+	// RFC 2473 §7.2 (PROTOCOL.md §8 item 8): too big for the tunnel with
+	// DF set is refused with "fragmentation needed" and the tunnel MTU,
+	// quoting the packet as the host sent it (before TTL and NAT). Without DF,
+	// toAFTR fragments the IPv6 packet instead.
+	if len(ip4) > int(b.cfg.TunnelMTU) && ip4.DF() {
+		b.count.Count(cDropTooBigDF, len(ip4))
+		b.sendICMPv4ToLANRest(packet.ICMPv4DstUnreachable, 4, b.cfg.TunnelMTU, ip4)
 		return
 	}
 	if err := ip4.DecTTL(); err != nil {
@@ -44,16 +56,47 @@ func (b *B4) FromLAN(pkt []byte) {
 }
 
 // toAFTR encapsulates an IPv4 packet into the softwire (RFC 7596 §5.1).
+// One larger than the tunnel MTU (no DF: FromLAN refused the others) is
+// carried in IPv6 fragments, the inner packet untouched (RFC 6333 §5.3:
+// fragment after encapsulation; the AFTR reassembles before decapsulating).
 func (b *B4) toAFTR(ip4 []byte) {
 	out := packet.Encapsulate(ip4, 0, b.addr6, b.aftr6, b.cfg.HopLimit)
-	b.count.Count(cOutIPv6, len(out))
-	b.access.Send(out)
+	if len(ip4) <= int(b.cfg.TunnelMTU) {
+		b.count.Count(cOutIPv6, len(out))
+		b.access.Send(out)
+		return
+	}
+	frags, err := frag.FragmentIPv6(out, int(b.cfg.TunnelMTU)+packet.IPv6HeaderLen, b.fragIDs.Next32())
+	if err != nil {
+		b.count.Count(cDropFragmentIPv6, len(out))
+		return
+	}
+	for _, f := range frags {
+		b.count.Count(cOutIPv6Frag, len(f))
+		b.access.Send(f)
+	}
 }
 
 // FromAccess handles one IPv6 packet from the access network.
 func (b *B4) FromAccess(pkt []byte) {
 	var outer packet.IPv6
-	if err := packet.ParseIPv6(pkt, &outer); err != nil {
+	err := packet.ParseIPv6(pkt, &outer)
+	if errors.Is(err, packet.ErrFragment) && outer.Src == b.aftr6 && outer.Dst == b.addr6 {
+		// RFC 6333 §6.3: reassemble before decapsulating; only what our
+		// AFTR sends us may occupy the bounded table.
+		b.count.Count(cInIPv6Frag, len(pkt))
+		whole, ferr := b.reasm.Add(pkt)
+		if ferr != nil {
+			b.count.Count(cDropFragmentIPv6, len(pkt))
+			return
+		}
+		if whole == nil {
+			return // waiting for the other fragments
+		}
+		pkt = whole
+		err = packet.ParseIPv6(pkt, &outer)
+	}
+	if err != nil {
 		b.count.Count(cDropMalformedIPv6, len(pkt))
 		return
 	}
@@ -134,10 +177,16 @@ func (b *B4) fromAFTRICMPv6(outer *packet.IPv6) {
 // sendICMPv4ToLAN answers a LAN packet with an ICMPv4 error from the
 // gateway address; never about an ICMP error (RFC 1812 §4.3.2.7).
 func (b *B4) sendICMPv4ToLAN(typ, code uint8, ip4 packet.IPv4) {
+	b.sendICMPv4ToLANRest(typ, code, 0, ip4)
+}
+
+// sendICMPv4ToLANRest is sendICMPv4ToLAN with the 32-bit field after the
+// checksum (the next-hop MTU of "fragmentation needed", RFC 1191).
+func (b *B4) sendICMPv4ToLANRest(typ, code uint8, rest uint32, ip4 packet.IPv4) {
 	if f, err := ip4.Ports(); err == nil && f.ICMPError {
 		return
 	}
-	e := packet.ICMPv4Error(typ, code, 0, b.gw4, ip4.Src(), 64, ip4, packet.MaxICMPv4Error)
+	e := packet.ICMPv4Error(typ, code, rest, b.gw4, ip4.Src(), 64, ip4, packet.MaxICMPv4Error)
 	b.count.Count(cOutICMPv4, len(e))
 	b.lan.Send(e)
 }

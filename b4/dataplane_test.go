@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lw4o6/lw4o6/stack/frag"
 	"github.com/lw4o6/lw4o6/stack/packet"
 	"github.com/lw4o6/lw4o6/stack/portset"
 )
@@ -302,5 +303,45 @@ func TestICMPv6SourcePolicyNoReprovision(t *testing.T) {
 	}
 	if s.Counters["in-icmpv6-no-binding-packets"] != 1 || s.Counters["reprovision-packets"] != 0 {
 		t.Errorf("counters %v", s.Counters)
+	}
+}
+
+// RFC 2473 §7.2 (PROTOCOL.md §8 item 8): a LAN packet larger than the tunnel
+// MTU with DF set is refused with ICMPv4 "fragmentation needed" carrying the
+// tunnel MTU; without DF it leaves in IPv6 fragments that together hold the
+// whole translated packet (RFC 6333 §5.3: fragment after encapsulation).
+func TestTunnelMTUFromLAN(t *testing.T) {
+	e := newEnv(t, newHandler(3600), func(c *Config) { c.TunnelMTU = 1280 })
+	e.provisioned()
+	big := udp4(netip.AddrPortFrom(testHost, 5000), netip.AddrPortFrom(testRemote, 53), 0, 64, make([]byte, 1400))
+	df := bytes.Clone(big)
+	df[6] |= 0x40
+	packet.SetIPv4HeaderChecksum(df)
+	e.b.FromLAN(bytes.Clone(df))
+	ic := e.nextLAN(time.Second)
+	checkICMPv4(t, ic, packet.ICMPv4DstUnreachable, 4, df)
+	if mtu := binary.BigEndian.Uint32(ic.Payload()[4:]); mtu != 1280 {
+		t.Errorf("fragmentation needed carries MTU %d, want 1280", mtu)
+	}
+	e.b.FromLAN(bytes.Clone(big))
+	f1, f2 := e.nextData(time.Second), e.nextData(time.Second)
+	r := frag.NewReassembler6(frag.Config{})
+	if _, err := r.Add(f1); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := r.Add(f2)
+	if err != nil || whole == nil {
+		t.Fatalf("fragments do not reassemble: %v", err)
+	}
+	if len(f1) > 1320 || len(f2) > 1320 {
+		t.Errorf("fragments of %d and %d octets exceed the 1320-octet access MTU", len(f1), len(f2))
+	}
+	var outer packet.IPv6
+	ip4, err := packet.Decapsulate(whole, &outer)
+	if err != nil || len(ip4) != len(big) {
+		t.Fatalf("reassembled packet: %d octets, %v", len(ip4), err)
+	}
+	if pkts(e.b, "drop-over-mtu-but-dont-fragment-ipv4") != 1 || pkts(e.b, "out-ipv6-frag") != 2 {
+		t.Errorf("counters %v", e.b.Status().Counters)
 	}
 }

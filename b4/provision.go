@@ -55,6 +55,7 @@ func (b *B4) Run(ctx context.Context) error {
 				return
 			case <-t.C:
 				b.nat.Expire()
+				b.reasm.Expire()
 			}
 		}
 	}()

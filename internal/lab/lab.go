@@ -52,6 +52,9 @@ type Config struct {
 	PortsPerB4 int
 	// PcapDir, if set, receives access.pcap and internet.pcap.
 	PcapDir string
+	// LANMTU is the LAN hosts' MTU; 0 means the B4's tunnel MTU, so that
+	// nothing needs fragmenting.
+	LANMTU uint32
 	// AFTR adjusts the AFTR configuration before it is built.
 	AFTR   func(*aftr.Config)
 	B4     func(i int, c *b4.Config)
@@ -190,7 +193,11 @@ func (w *World) addNode(ctx context.Context, i int, cfg Config, log *slog.Logger
 	}
 	n.B4, n.port = b, ap
 	w.closers = append(w.closers, b.Close)
-	h, err := sim.NewHost(n.LAN, fmt.Sprintf("host-%d", i), bc.TunnelMTU, log, netip.PrefixFrom(LANHostAddr(i), 24))
+	mtu := bc.TunnelMTU
+	if cfg.LANMTU != 0 {
+		mtu = cfg.LANMTU
+	}
+	h, err := sim.NewHost(n.LAN, fmt.Sprintf("host-%d", i), mtu, log, netip.PrefixFrom(LANHostAddr(i), 24))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lw4o6/lw4o6/aftr"
+	"github.com/lw4o6/lw4o6/b4"
+
 	"github.com/lw4o6/lw4o6/stack/packet"
 )
 
@@ -229,3 +232,49 @@ func init() {
 }
 
 var testLogger *slog.Logger
+
+// RFC 2473 §7.2, RFC 6333 §5.3/§6.3 (PROTOCOL.md §8 item 8): with LAN hosts
+// at MTU 1500 over a 1280-octet tunnel, TCP (DF set) learns the tunnel MTU
+// from the B4's and the AFTR's "fragmentation needed", and a 1400-octet
+// UDP datagram (no DF) crosses as IPv6 fragments both ways, reassembled by
+// the AFTR upstream and by the B4 downstream.
+func TestTunnelMTU(t *testing.T) {
+	w := newWorld(t, Config{B4s: 1, PortsPerB4: 4096, LANMTU: 1500,
+		B4:   func(_ int, c *b4.Config) { c.TunnelMTU = 1280 },
+		AFTR: func(c *aftr.Config) { c.AccessMTU = 1320 }})
+	ctx := testCtx(t)
+	var r Result
+	if err := w.TCP(ctx, 0, 1<<20, &r); err != nil {
+		t.Fatalf("TCP over the smaller tunnel: %v", err)
+	}
+	h := w.Nodes[0].Host
+	c, err := h.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(ServerAddr, UDPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := make([]byte, 1400)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	buf := make([]byte, 2000)
+	ok := false
+	for try := 0; try < 5 && !ok; try++ {
+		c.Write(msg)
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := c.Read(buf)
+		ok = err == nil && n == len(msg) && string(buf[:n]) == string(msg)
+	}
+	if !ok {
+		t.Fatal("no 1400-octet UDP echo over the 1280-octet tunnel")
+	}
+	// The download's full-size segments drew the AFTR's "fragmentation
+	// needed"; the echo crossed in IPv6 fragments both ways.
+	b4c, ac := w.Nodes[0].B4.Status().Counters, w.AFTR.Counters()
+	if ac["drop-over-mtu-but-dont-fragment-ipv4-packets"] == 0 {
+		t.Errorf("AFTR sent no fragmentation needed: %v", ac)
+	}
+	if b4c["out-ipv6-frag-packets"] == 0 || b4c["in-ipv6-frag-packets"] == 0 {
+		t.Errorf("B4 counters %v: want IPv6 fragments sent and received", b4c)
+	}
+}
