@@ -72,9 +72,13 @@ func TestUDPEcho(t *testing.T) {
 			}
 		}
 	}
-	// The egress counts a datagram after its host write returns, which
-	// can be after the echo arrived.
-	eventually(t, "udp byte counts", func() bool { return h.e.Stats().UDP.BytesOut == 2*sum })
+	// The egress counts a datagram after its write returns (to the host
+	// one way, into the stack the other), which can be after the echo
+	// arrived.
+	eventually(t, "udp byte counts", func() bool {
+		st := h.e.Stats().UDP
+		return st.BytesOut == 2*sum && st.BytesIn == 2*sum
+	})
 	st := h.e.Stats().UDP
 	if st.Opened != 2 || st.Active != 2 || st.Failed != 0 || st.BytesIn != 2*sum {
 		t.Errorf("stats %+v", st)
