@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lw4o6/lw4o6/internal/cli"
+
 	"github.com/spf13/pflag"
 )
-
-var errHelp = errors.New("help")
 
 type options struct {
 	ipv6        []netip.Addr
@@ -82,7 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return nil, errHelp
+			return nil, cli.ErrHelp
 		}
 		return nil, fmt.Errorf("%v (see --help)", err)
 	}

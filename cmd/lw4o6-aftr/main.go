@@ -6,14 +6,9 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/lw4o6/lw4o6/internal/cli"
 )
@@ -27,20 +22,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "check" {
 		return runCheck(args[1:], stdout, stderr)
 	}
-	o, err := parseFlags(args, stderr)
-	if errors.Is(err, errHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "lw4o6-aftr: %v\n", err)
-		return 2
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.level}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := serve(ctx, o, stdout, log); err != nil {
-		fmt.Fprintf(stderr, "lw4o6-aftr: %v\n", err)
-		return 1
-	}
-	return 0
+	return cli.Daemon("lw4o6-aftr", args, stdout, stderr, func(args []string, stderr io.Writer) (*options, slog.Level, error) {
+		o, err := parseFlags(args, stderr)
+		if err != nil {
+			return nil, 0, err
+		}
+		return o, o.level, nil
+	}, serve)
 }
