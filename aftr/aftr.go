@@ -126,6 +126,10 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 			MaxLifetime: cfg.LifetimeMax,
 			BR:          cfg.Addr,
 			Now:         a.now,
+			// RFC 6887 §11.3, RFC 7753 §6: a per-subscriber quota, so one
+			// subscriber inventing B4 addresses cannot drain the pool.
+			QuotaPerPrefix: cfg.QuotaPerPrefix,
+			QuotaPrefixLen: cfg.QuotaPrefixLen,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)

@@ -134,6 +134,12 @@ type Config struct {
 	// to use PCP THIRD_PARTY to manage a named B4's binding
 	// (PROTOCOL.md §8 item 4).
 	Provisioners []netip.Addr
+	// QuotaPerPrefix caps the PCP bindings of all B4 addresses within one
+	// QuotaPrefixLen-bit IPv6 prefix (a subscriber's delegation), answered
+	// USER_EX_QUOTA past it (RFC 6887 §11.3 RECOMMENDS per-subscriber
+	// quotas). 0: no quota.
+	QuotaPerPrefix int
+	QuotaPrefixLen int
 	// ForwardToLoopback forwards B4 packets addressed to 127.0.0.0/8 to
 	// the Internet side, which RFC 1812 §5.3.7 says a router SHOULD NOT
 	// do. Only for a lab whose Internet side is the host's own loopback

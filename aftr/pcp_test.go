@@ -405,3 +405,26 @@ func TestPCPDropped(t *testing.T) {
 		t.Errorf("bad checksum PCP not dropped: %v", r.a.Counters())
 	}
 }
+
+// RFC 6887 §11.3 (per-subscriber quotas RECOMMENDED): B4 addresses of one
+// subscriber prefix get at most QuotaPerPrefix bindings; past it the answer
+// is USER_EX_QUOTA, a short-lifetime error, and another subscriber is
+// still served.
+func TestPCPQuotaPerPrefix(t *testing.T) {
+	r := newRig(t, func(c *Config) {
+		c.Pools = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/28")}
+		c.PortsPerB4 = 4096
+		c.QuotaPerPrefix, c.QuotaPrefixLen = 2, 56
+	})
+	sub := func(s, h byte) netip.Addr { return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, s, 15: h}) }
+	r.bind(sub(1, 1), 1)
+	r.bind(sub(1, 2), 2)
+	m := r.pcp(sub(1, 3), b4Req(3, 3600))
+	if m.Result != pcp.UserExQuota || m.Lifetime != pcp.ShortErrorLifetime {
+		t.Errorf("third B4 of one /56: %v lifetime %d, want USER_EX_QUOTA 30", m.Result, m.Lifetime)
+	}
+	if _, ok := r.binding(sub(1, 3)); ok {
+		t.Error("third B4 of one /56 bound")
+	}
+	r.bind(sub(2, 1), 4) // another subscriber
+}

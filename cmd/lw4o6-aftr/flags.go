@@ -33,6 +33,8 @@ type options struct {
 	loopback    bool
 	bindings    string
 	profile     string
+	quota       int
+	quotaLen    int
 	// changed records the flags given explicitly: they override what a
 	// --bindings file says.
 	changed map[string]bool
@@ -77,6 +79,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.hairpin, "hairpinning", true, "hairpin traffic between B4s (RFC 7596 §6.2)")
 	fs.IntVar(&o.mtu, "mtu", 1500, "access-side IPv6 MTU")
 	fs.BoolVar(&o.loopback, "egress-allow-loopback", false, "with --ipv4-side host: let B4s reach this host's loopback (lab use only)")
+	fs.IntVar(&o.quota, "quota-per-prefix", 16, "most PCP bindings for the B4 addresses of one subscriber prefix (0: no quota)")
+	fs.IntVar(&o.quotaLen, "quota-prefix-len", 56, "subscriber prefix length the quota counts by (a typical delegation: /56)")
 	fs.StringVar(&o.bindings, "bindings", "", "static bindings and interface settings from a Snabb lwAFTR softwire-config `FILE`, read as is (explicit flags override its settings)")
 	fs.StringVar(&o.profile, "profile", "rfc", "knob set: rfc (RFC-sound defaults) or snabb (behave as Snabb lwAFTR: hop limit 255, its TTL and ICMP choices, sequential fragment IDs)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -94,6 +98,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.changed = map[string]bool{}
 	fs.Visit(func(f *pflag.Flag) { o.changed[f.Name] = true })
+	if o.quota < 0 {
+		return nil, fmt.Errorf("--quota-per-prefix %d: want 0 (no quota) or more", o.quota)
+	}
+	if o.quotaLen < 1 || o.quotaLen > 128 {
+		return nil, fmt.Errorf("--quota-prefix-len %d: want 1 to 128", o.quotaLen)
+	}
 	if o.profile != "rfc" && o.profile != "snabb" {
 		return nil, fmt.Errorf("--profile %q: want rfc or snabb", o.profile)
 	}
