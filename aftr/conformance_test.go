@@ -29,7 +29,6 @@ package aftr
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -111,21 +110,11 @@ func openPcap(t testing.TB, dir, name string) io.Reader {
 
 func readPcap(t testing.TB, r io.Reader) [][]byte {
 	t.Helper()
-	pr, err := pcap.NewReader(r)
+	out, err := pcap.ReadAll(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]byte
-	for {
-		p, _, err := pr.ReadPacket()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
+	return out
 }
 
 func TestSnabbConformance(t *testing.T) {

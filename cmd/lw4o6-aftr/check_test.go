@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,21 +50,11 @@ func readPcap(t *testing.T, path string) [][]byte {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	r, err := pcap.NewReader(f)
+	out, err := pcap.ReadAll(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]byte
-	for {
-		p, _, err := r.ReadPacket()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
+	return out
 }
 
 // `check` replays a capture through the data plane: a packet from the

@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -127,21 +126,11 @@ func readPcap(t *testing.T, name string) [][]byte {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	r, err := pcap.NewReader(f)
+	out, err := pcap.ReadAll(f)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	var out [][]byte
-	for {
-		b, _, err := r.ReadPacket()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		out = append(out, b)
-	}
+	return out
 }
 
 func equalPackets(t *testing.T, what string, got, want [][]byte) {

@@ -174,3 +174,23 @@ func (pr *Reader) ReadPacket() ([]byte, time.Time, error) {
 	}
 	return b, time.Unix(int64(sec), ns), nil
 }
+
+// ReadAll reads a whole capture from r and returns its packets in file
+// order (nil for an empty capture).
+func ReadAll(r io.Reader) ([][]byte, error) {
+	pr, err := NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for {
+		p, _, err := pr.ReadPacket()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, p)
+	}
+}

@@ -54,3 +54,19 @@ func TestReaderRejects(t *testing.T) {
 		t.Fatal("Ethernet capture accepted")
 	}
 }
+
+func TestReadAll(t *testing.T) {
+	var buf bytes.Buffer
+	w, _ := NewWriter(&buf)
+	w.WritePacket([]byte{0x45, 1})
+	w.WritePacket([]byte{0x60, 2})
+	w.Flush()
+	got, err := ReadAll(bytes.NewReader(buf.Bytes()))
+	if err != nil || len(got) != 2 || got[1][1] != 2 {
+		t.Fatalf("ReadAll = %x, %v", got, err)
+	}
+	trunc := buf.Bytes()[:buf.Len()-1]
+	if got, err := ReadAll(bytes.NewReader(trunc)); err == nil || len(got) != 1 {
+		t.Fatalf("truncated capture: %d packets, %v; want 1 and an error", len(got), err)
+	}
+}
