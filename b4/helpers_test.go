@@ -401,3 +401,15 @@ func waitStatus(t testing.TB, b *B4, d time.Duration, what string, ok func(Statu
 }
 
 func pkts(b *B4, name string) uint64 { return b.Status().Counters[name+"-packets"] }
+
+// waitFor polls cond until it holds, failing the test after d.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

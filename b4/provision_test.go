@@ -95,6 +95,14 @@ func testErrorAnswer(t *testing.T) {
 	e := newEnv(t, h, nil)
 	e.run()
 	r1 := e.nextReq(2 * time.Second)
+	// The fake AFTR reports a request before its handler answers it: wait
+	// for the NO_RESOURCES answer, or r1 itself might be answered with
+	// the success below.
+	waitFor(t, 2*time.Second, "the NO_RESOURCES answer", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.n >= 1
+	})
 	h.set(func(h *handler) { h.result, h.lifetime = pcp.Success, 3600 })
 	// The upper bound only checks that the B4 does ask again; it is loose
 	// because CI machines are loaded.
