@@ -29,6 +29,7 @@ package aftr
 import (
 	"bufio"
 	"bytes"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"io"
 	"os"
 	"path/filepath"
@@ -49,9 +50,7 @@ func snabbDir(t testing.TB) string {
 	if dir == "" {
 		dir = filepath.Join("..", "..", "shared", "conformance", "snabb")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "manifest.tsv")); err != nil {
-		t.Skipf("Snabb vectors not found (set LW4O6_SNABB_DIR): %v", err)
-	}
+	testenv.RequireFile(t, filepath.Join(dir, "manifest.tsv"), "Snabb vectors (set LW4O6_SNABB_DIR)")
 	return dir
 }
 

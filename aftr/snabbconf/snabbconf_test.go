@@ -2,6 +2,7 @@ package snabbconf
 
 import (
 	"errors"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -25,9 +26,7 @@ func parseString(t *testing.T, s string) *Config {
 }
 
 func TestConformanceConfs(t *testing.T) {
-	if _, err := os.Stat(confDir); err != nil {
-		t.Skipf("conformance confs absent: %v", err)
-	}
+	testenv.RequireFile(t, confDir, "Snabb's conformance configurations")
 	type want struct {
 		extMTU, intMTU       int
 		hairpin              bool

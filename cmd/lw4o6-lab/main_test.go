@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -54,10 +55,7 @@ func TestLabPoolTooSmall(t *testing.T) {
 // IPv4-in-IPv6 (the portcontrol dissector). Skipped without tshark; CI
 // installs it.
 func TestLabPcapDecodesAsPCP(t *testing.T) {
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("tshark not installed")
-	}
+	tshark := testenv.LookPath(t, "tshark")
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
 	if code := run([]string{"--b4s", "2", "--bytes", "10000", "--pcap", dir}, &out, &errb); code != 0 {

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,9 +35,7 @@ func snabbDir(t testing.TB) string {
 	if dir == "" {
 		dir = filepath.Join("..", "..", "..", "shared", "conformance", "snabb")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "manifest.tsv")); err != nil {
-		t.Skipf("Snabb vectors not found (set LW4O6_SNABB_DIR): %v", err)
-	}
+	testenv.RequireFile(t, filepath.Join(dir, "manifest.tsv"), "Snabb vectors (set LW4O6_SNABB_DIR)")
 	return dir
 }
 

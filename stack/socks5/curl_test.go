@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"net"
 	"net/http"
 	"net/netip"
@@ -18,10 +19,7 @@ import (
 // curl as a real client: plain --socks5 (curl resolves, sends an IPv4
 // address) and --socks5-hostname (the server resolves).
 func TestCurlInterop(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed")
-	}
+	curl := testenv.LookPath(t, "curl")
 	checkLeaks(t)
 	body := bytes.Repeat([]byte("lw4o6 socks5 "), 100000)
 	web := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

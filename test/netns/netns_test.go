@@ -7,6 +7,7 @@ package netns
 
 import (
 	"fmt"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"net"
 	"net/netip"
 	"os"
@@ -59,15 +60,9 @@ func (l *lab) in(ns string, args ...string) {
 }
 
 func requireRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, TUN, raw sockets)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("needs /dev/net/tun")
-	}
+	testenv.RequireRoot(t, "network namespaces, TUN, raw sockets")
+	testenv.LookPath(t, "ip")
+	testenv.RequireFile(t, "/dev/net/tun", "/dev/net/tun")
 }
 
 var labSeq int
@@ -270,6 +265,10 @@ func (l *lab) capture(ns, dev, file string) (stop func()) {
 	} else if p, err := exec.LookPath("dumpcap"); err == nil {
 		args = []string{p, "-q", "-i", dev, "-w", file}
 	} else {
+		// Outside CI the rest of the test is still worth running.
+		if testenv.CI() {
+			l.t.Fatal("no tcpdump or dumpcap for the access-link capture (.ci/run installs tcpdump)")
+		}
 		l.t.Log("no tcpdump or dumpcap: skipping the access-link capture")
 		return func() {}
 	}
@@ -289,10 +288,16 @@ func (l *lab) capture(ns, dev, file string) (stop func()) {
 // public address.
 func (l *lab) checkCapture(file string, pub netip.Addr) {
 	if _, err := os.Stat(file); err != nil {
-		return
+		if testenv.CI() {
+			l.t.Fatalf("no access-link capture: %v", err)
+		}
+		return // capture skipped above
 	}
 	tshark, err := exec.LookPath("tshark")
 	if err != nil {
+		if testenv.CI() {
+			l.t.Fatal("no tshark to decode the capture (.ci/run installs it)")
+		}
 		l.t.Log("no tshark: capture not decoded")
 		return
 	}

@@ -2,7 +2,7 @@ package watertun
 
 import (
 	"errors"
-	"os"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"os/exec"
 	"strings"
 	"testing"
@@ -15,9 +15,7 @@ import (
 func TestTUNInNetns(t *testing.T) {
 	devtest.LeakCheck(t)
 	ns := devtest.NewNetns(t)
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("no /dev/net/tun")
-	}
+	testenv.RequireFile(t, "/dev/net/tun", "/dev/net/tun")
 	var d *Device
 	if err := ns.Do(func() (err error) { d, err = Open("lw4o6t0", 1400); return err }); err != nil {
 		t.Fatalf("Open: %v", err)

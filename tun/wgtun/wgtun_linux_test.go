@@ -3,7 +3,7 @@ package wgtun
 import (
 	"errors"
 	"fmt"
-	"os"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"os/exec"
 	"testing"
 	"time"
@@ -26,9 +26,7 @@ func TestTUNInNetns(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			devtest.LeakCheck(t)
 			ns := devtest.NewNetns(t)
-			if _, err := os.Stat("/dev/net/tun"); err != nil {
-				t.Skip("no /dev/net/tun")
-			}
+			testenv.RequireFile(t, "/dev/net/tun", "/dev/net/tun")
 			var d *Device
 			if err := ns.Do(func() (err error) { d, err = Open("lw4o6t0", 1400, tc.opts...); return err }); err != nil {
 				t.Fatalf("Open: %v", err)

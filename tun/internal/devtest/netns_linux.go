@@ -2,6 +2,7 @@ package devtest
 
 import (
 	"fmt"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"os"
 	"os/exec"
 	"runtime"
@@ -25,12 +26,8 @@ type Netns struct {
 // the test ends. It skips the test unless it runs as root with `ip`.
 func NewNetns(t testing.TB) *Netns {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make a network namespace")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command (iproute2)")
-	}
+	testenv.RequireRoot(t, "to make a network namespace")
+	testenv.LookPath(t, "ip")
 	name := fmt.Sprintf("lw4o6t-%d-%d", os.Getpid(), netnsSeq.Add(1))
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Skipf("ip netns add: %v: %s", err, out)
