@@ -159,6 +159,11 @@ func LoadSnabb(path string, c *Config) error {
 	if err != nil {
 		return err
 	}
+	if n := sc.OutOfRange.Count; n > 0 && c.Logger != nil {
+		// One line for all of them: a generated table can hold thousands.
+		c.Logger.Warn("softwires skipped: Snabb loads them but they can match no port",
+			"file", path, "count", n, "first-line", sc.OutOfRange.FirstLine, "first", sc.OutOfRange.First)
+	}
 	if err := ApplySnabb(c, sc); err != nil {
 		var se *snabbconf.Error
 		if errors.As(err, &se) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -201,4 +202,26 @@ func mustPSID(t testing.TB, a, k uint8, id uint16) portset.PSID {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Snabb's generate-configuration writes softwires with psid 64 and
+// psid-length 6, and Snabb loads the file: LoadSnabb loads it too, skips
+// those softwires, installs the rest, and warns once naming the first line.
+func TestLoadSnabbSkipsOutOfRangePSID(t *testing.T) {
+	b4a := netip.MustParseAddr("2001:db8:b4::10")
+	b4b := netip.MustParseAddr("2001:db8:b4::11")
+	text := snabbConf(softwire(tShare, 1, b4a, tBR2, 6, 0) + softwire(tShare, 64, b4b, tBR2, 6, 0))
+	var logs bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	if err := LoadSnabb(writeConf(t, text), &cfg); err != nil {
+		t.Fatalf("LoadSnabb: %v", err)
+	}
+	if len(cfg.Static) != 1 || cfg.Static[0].B4 != b4a {
+		t.Fatalf("static bindings %v, want only %v's", cfg.Static, b4a)
+	}
+	out := logs.String()
+	if strings.Count(out, "softwires skipped") != 1 || !strings.Contains(out, "count=1") || !strings.Contains(out, "psid 64") {
+		t.Errorf("warning not as expected:\n%s", out)
+	}
 }

@@ -1,6 +1,7 @@
 package snabbconf
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"time"
@@ -94,13 +95,22 @@ func readSoftwire(p *parser, b *builder, s *stmt) error {
 		}
 		return p.newError(at, ErrValue, "psid-length %d + reserved-ports-bit-count %d exceeds 16 bits (RFC 7597 §5.1)", w.plenVal, w.rpbcVal)
 	}
+	c := b.cfg
 	ps, err := portset.NewPSID(w.rpbcVal, w.plenVal, w.sw.PSID)
 	if err != nil {
-		return p.newError(w.psid, ErrValue, "psid %d does not fit in psid-length %d (must be below %d)", w.sw.PSID, w.plenVal, 1<<w.plenVal)
+		// Snabb loads such a softwire (its own generate-configuration
+		// writes psid 64 with psid-length 6) although it can match no
+		// port; refusing the whole file would refuse what Snabb runs.
+		// Skip it and say so once (Config.OutOfRange).
+		if c.OutOfRange.Count == 0 {
+			c.OutOfRange.FirstLine = w.psid.line
+			c.OutOfRange.First = fmt.Sprintf("psid %d does not fit in psid-length %d (must be below %d)", w.sw.PSID, w.plenVal, 1<<w.plenVal)
+		}
+		c.OutOfRange.Count++
+		return nil
 	}
 	w.sw.PortSet = ps
 
-	c := b.cfg
 	key := swKey{w.sw.IPv4, w.sw.PSID}
 	if i, dup := b.byKey[key]; dup {
 		first := c.Softwires[i].Line

@@ -36,6 +36,17 @@ type Config struct {
 	External Interface
 	// Instances are the instance list entries, in file order.
 	Instances []Instance
+	// OutOfRange counts the softwires skipped because their psid does not
+	// fit in their psid-length: Snabb loads them (and can never match
+	// them), so they are skipped rather than refusing the file.
+	OutOfRange Skipped
+}
+
+// Skipped describes softwires left out of Config.Softwires.
+type Skipped struct {
+	Count     int
+	FirstLine int    // line of the first one's psid
+	First     string // why the first one was skipped
 }
 
 // Softwire is one binding-table/softwire entry: the RFC 7596 §6.1 3-tuple
