@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -611,6 +612,41 @@ func TestNewConfigErrors(t *testing.T) {
 		c.edit(&cfg)
 		if _, err := New(cfg, &fakeLink{}, &fakeLink{}); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: New = %v, want ErrConfig", c.name, err)
+		}
+	}
+	// RFC 6890 special-purpose ranges, a pool given twice, and the AFTR's
+	// own address inside a pool are refused with the reason.
+	pool := func(s ...string) func(*Config) {
+		return func(c *Config) {
+			c.Pools = nil
+			for _, p := range s {
+				c.Pools = append(c.Pools, netip.MustParsePrefix(p))
+			}
+		}
+	}
+	for _, c := range []struct {
+		name, reason string
+		edit         func(*Config)
+	}{
+		{"multicast", "multicast", pool("224.0.0.0/4")},
+		{"broadcast", "broadcast", pool("255.255.255.255/32")},
+		{"loopback", "loopback", pool("127.0.0.0/8")},
+		{"this-network", "this network", pool("0.0.0.0/8")},
+		{"reserved", "reserved", pool("240.0.0.0/4")},
+		{"softwire", "softwire", pool("192.0.0.0/29")},
+		{"softwire-inside", "softwire", pool("192.0.0.0/24")},
+		{"link-local", "link-local", pool("169.254.1.0/24")},
+		{"duplicate", "overlaps pool", pool("192.0.2.0/28", "192.0.2.0/28")},
+		{"overlap", "overlaps pool", pool("192.0.2.0/24", "192.0.2.128/25")},
+		{"own-ipv4", "inside pool", func(c *Config) {
+			c.Pools = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
+			c.IPv4Addr = netip.MustParseAddr("203.0.113.1")
+		}},
+	} {
+		cfg := testConfig()
+		c.edit(&cfg)
+		if _, err := New(cfg, &fakeLink{}, &fakeLink{}); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.reason) {
+			t.Errorf("%s: New = %v, want ErrConfig saying %q", c.name, err, c.reason)
 		}
 	}
 	if _, err := New(testConfig(), nil, &fakeLink{}); !errors.Is(err, ErrConfig) {

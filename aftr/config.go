@@ -193,13 +193,26 @@ func (c *Config) validate() error {
 	if len(c.Pools) == 0 && len(c.Static) == 0 {
 		return fmt.Errorf("%w: no IPv4 pool and no static binding", ErrConfig)
 	}
-	for _, p := range c.Pools {
+	for i, p := range c.Pools {
 		if !p.IsValid() || !p.Addr().Is4() {
 			return fmt.Errorf("%w: pool %v is not an IPv4 prefix", ErrConfig, p)
+		}
+		if why := unusablePool(p); why != "" {
+			return fmt.Errorf("%w: pool %v %s", ErrConfig, p, why)
+		}
+		for _, q := range c.Pools[:i] {
+			if p.Overlaps(q) {
+				return fmt.Errorf("%w: pool %v overlaps pool %v (given twice?)", ErrConfig, p, q)
+			}
 		}
 	}
 	if c.IPv4Addr.IsValid() && !c.IPv4Addr.Is4() {
 		return fmt.Errorf("%w: IPv4Addr %v is not IPv4", ErrConfig, c.IPv4Addr)
+	}
+	for _, p := range c.Pools {
+		if c.IPv4Addr.IsValid() && p.Contains(c.IPv4Addr) {
+			return fmt.Errorf("%w: the AFTR's own IPv4 address %v is inside pool %v, whose ports belong to B4s", ErrConfig, c.IPv4Addr, p)
+		}
 	}
 	if c.HopLimit == 0 {
 		return fmt.Errorf("%w: HopLimit 0", ErrConfig)
@@ -230,4 +243,29 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: ICMPv6ErrorMaxLen %d is not in [88, 1280]", ErrConfig, c.ICMPv6ErrorMaxLen)
 	}
 	return nil
+}
+
+// specialPools are the IPv4 ranges no B4 can be given (RFC 6890 and the
+// RFCs it lists): traffic to them never crosses the Internet, or they are
+// the softwire's own addresses.
+var specialPools = []struct {
+	p   netip.Prefix
+	why string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), `overlaps 0.0.0.0/8 ("this network", RFC 1122 §3.2.1.3)`},
+	{netip.MustParsePrefix("127.0.0.0/8"), "overlaps 127.0.0.0/8 (loopback, RFC 1122 §3.2.1.3)"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "overlaps 169.254.0.0/16 (link-local, RFC 3927)"},
+	{netip.MustParsePrefix("192.0.0.0/29"), "overlaps 192.0.0.0/29 (the softwire's own addresses, RFC 6333 §5.7)"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "overlaps 224.0.0.0/4 (multicast, RFC 5771)"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "overlaps 240.0.0.0/4 (reserved, and 255.255.255.255 broadcast; RFC 1112 §4, RFC 919)"},
+}
+
+// unusablePool says why p cannot be a pool, or "".
+func unusablePool(p netip.Prefix) string {
+	for _, s := range specialPools {
+		if p.Overlaps(s.p) {
+			return s.why
+		}
+	}
+	return ""
 }
