@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 

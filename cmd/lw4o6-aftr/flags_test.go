@@ -40,7 +40,7 @@ func TestBadFlags(t *testing.T) {
 // naming the file, the line and the leaf, before anything is opened.
 func TestBindingsFileErrors(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "bad.conf")
-	os.WriteFile(p, []byte("softwire-config {\n  binding-table {\n    softwire {\n      ipv4 192.0.2.1;\n      psid 70;\n      b4-ipv6 2001:db8::2;\n      port-set { psid-length 6; }\n    }\n  }\n}\n"), 0o644)
+	os.WriteFile(p, []byte("softwire-config {\n  binding-table {\n    softwire {\n      ipv4 192.0.2.1;\n      psid 65536;\n      b4-ipv6 2001:db8::2;\n      port-set { psid-length 6; }\n    }\n  }\n}\n"), 0o644)
 	o, err := parseFlags([]string{"--ipv6", "2001:db8::1", "--bindings", p, "--underlay", "udp", "--underlay-listen", "127.0.0.1:0"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
