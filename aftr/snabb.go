@@ -5,12 +5,12 @@ import (
 	"errors"
 	"math"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
 	"github.com/lw4o6/lw4o6/aftr/snabbconf"
+	"github.com/lw4o6/lw4o6/stack/cfgfile"
 	"github.com/lw4o6/lw4o6/stack/frag"
 )
 
@@ -148,10 +148,15 @@ func SnabbBindings(sc *snabbconf.Config, defaultBR netip.Addr) []bindings.Bindin
 	return out
 }
 
+// MaxSnabbFile bounds the Snabb configuration LoadSnabb reads: 1 GiB, well
+// above a 4-million-softwire table (~130 MB per million), far below what
+// would exhaust memory.
+const MaxSnabbFile = 1 << 30
+
 // LoadSnabb parses the Snabb softwire-config at path and applies it to c
 // (ApplySnabb). Errors name the file, the line and the leaf.
 func LoadSnabb(path string, c *Config) error {
-	src, err := os.ReadFile(path)
+	src, err := cfgfile.ReadFile(path, MaxSnabbFile)
 	if err != nil {
 		return err
 	}

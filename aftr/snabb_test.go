@@ -13,6 +13,7 @@ import (
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
 	"github.com/lw4o6/lw4o6/aftr/snabbconf"
+	"github.com/lw4o6/lw4o6/stack/cfgfile"
 	"github.com/lw4o6/lw4o6/stack/packet"
 	"github.com/lw4o6/lw4o6/stack/portset"
 )
@@ -223,5 +224,19 @@ func TestLoadSnabbSkipsOutOfRangePSID(t *testing.T) {
 	out := logs.String()
 	if strings.Count(out, "softwires skipped") != 1 || !strings.Contains(out, "count=1") || !strings.Contains(out, "psid 64") {
 		t.Errorf("warning not as expected:\n%s", out)
+	}
+}
+
+// --bindings /dev/zero once ate all memory: LoadSnabb refuses anything but
+// a regular file.
+func TestLoadSnabbRefusesNonRegular(t *testing.T) {
+	cfg := DefaultConfig()
+	for _, p := range []string{"/dev/zero", t.TempDir()} {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if err := LoadSnabb(p, &cfg); !errors.Is(err, cfgfile.ErrNotRegular) {
+			t.Errorf("LoadSnabb(%s) = %v, want ErrNotRegular", p, err)
+		}
 	}
 }
