@@ -13,10 +13,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/lw4o6/lw4o6/stack/cfgfile"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/lw4o6/lw4o6/stack/portset"
@@ -203,9 +203,13 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ParseFile reads and parses the file at path.
+// MaxFile bounds what ParseFile reads (see cfgfile.ReadFile).
+const MaxFile = 1 << 30
+
+// ParseFile reads and parses the regular file at path, of at most MaxFile
+// octets.
 func ParseFile(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := cfgfile.ReadFile(path, MaxFile)
 	if err != nil {
 		return nil, err
 	}
