@@ -29,7 +29,6 @@ package aftr
 import (
 	"bufio"
 	"bytes"
-	"github.com/lw4o6/lw4o6/internal/testenv"
 	"io"
 	"os"
 	"path/filepath"
@@ -37,6 +36,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"github.com/lw4o6/lw4o6/stack/pcap"
 )
 

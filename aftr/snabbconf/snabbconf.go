@@ -13,12 +13,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/lw4o6/lw4o6/stack/cfgfile"
 	"io"
 	"net"
 	"net/netip"
 	"time"
 
+	"github.com/lw4o6/lw4o6/stack/cfgfile"
 	"github.com/lw4o6/lw4o6/stack/portset"
 )
 

@@ -2,7 +2,6 @@ package snabbconf
 
 import (
 	"errors"
-	"github.com/lw4o6/lw4o6/internal/testenv"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"github.com/lw4o6/lw4o6/stack/portset"
 )
 

@@ -2,11 +2,12 @@ package main
 
 import (
 	"bytes"
-	"github.com/lw4o6/lw4o6/internal/testenv"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lw4o6/lw4o6/internal/testenv"
 )
 
 // The README's main command: every exchange succeeds and the report says so.

@@ -3,7 +3,6 @@ package egress
 import (
 	"context"
 	"errors"
-	"github.com/lw4o6/lw4o6/internal/testenv"
 	"net"
 	"syscall"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"github.com/lw4o6/lw4o6/stack/netstack"
 )
 

@@ -11,13 +11,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"github.com/lw4o6/lw4o6/internal/testenv"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"github.com/lw4o6/lw4o6/stack/packet"
 	"github.com/lw4o6/lw4o6/stack/pcap"
 )

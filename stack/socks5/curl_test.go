@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"github.com/lw4o6/lw4o6/internal/testenv"
 	"net"
 	"net/http"
 	"net/netip"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lw4o6/lw4o6/internal/testenv"
 )
 
 // curl as a real client: plain --socks5 (curl resolves, sends an IPv4

@@ -7,7 +7,6 @@ package netns
 
 import (
 	"fmt"
-	"github.com/lw4o6/lw4o6/internal/testenv"
 	"net"
 	"net/netip"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"github.com/lw4o6/lw4o6/test/internal/daemon"
 )
 

@@ -2,12 +2,12 @@ package watertun
 
 import (
 	"errors"
-	"github.com/lw4o6/lw4o6/internal/testenv"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"github.com/lw4o6/lw4o6/tun"
 	"github.com/lw4o6/lw4o6/tun/internal/devtest"
 )

@@ -3,13 +3,13 @@ package wgtun
 import (
 	"errors"
 	"fmt"
-	"github.com/lw4o6/lw4o6/internal/testenv"
 	"os/exec"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"github.com/lw4o6/lw4o6/tun"
 	"github.com/lw4o6/lw4o6/tun/internal/devtest"
 )

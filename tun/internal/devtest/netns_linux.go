@@ -2,7 +2,6 @@ package devtest
 
 import (
 	"fmt"
-	"github.com/lw4o6/lw4o6/internal/testenv"
 	"os"
 	"os/exec"
 	"runtime"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lw4o6/lw4o6/internal/testenv"
 )
 
 var netnsSeq atomic.Uint64
