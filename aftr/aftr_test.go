@@ -17,33 +17,66 @@ import (
 // hairpinning), §8.1 (ICMP), §9 (rate limit), RFC 6333 §7.1 and RFC 2473
 // §6.3 (tunnel fields), PROTOCOL.md §8 items 5 and 8.
 
-// RFC 7596 §6.2 upstream, RFC 6333 §7.1, PROTOCOL.md §8 item 8: a packet
-// of a bound B4 from a port in its set is decapsulated, its TTL decremented,
-// the outer traffic class copied into the TOS, and sent to the Internet.
+// RFC 7596 §6.2 upstream, RFC 2983 §3, RFC 6040 §4.2, PROTOCOL.md §8 item
+// 8: a packet of a bound B4 from a port in its set is decapsulated, its TTL
+// decremented, its DSCP kept (pipe model) and its ECN field combined with
+// the outer one, and sent to the Internet.
 func TestUpstreamForward(t *testing.T) {
 	r := newRig(t, nil)
 	ip, first, size := r.bind(tB4A, 1)
 	last := first + size - 1
+	withTOS := func(b []byte, tos uint8) []byte { packet.IPv4(b).SetTOS(tos); return b }
 	for _, c := range []struct {
-		name string
-		ip4  []byte
-		tc   uint8
+		name     string
+		ip4      []byte
+		tc, want uint8
 	}{
-		{"udp-first", udp4(ip, tRemote, first, 53, 64, []byte("query")), 0},
-		{"udp-last-dscp", udp4(ip, tRemote, last, 53, 17, []byte("query")), 0xb8},
-		{"tcp-ecn", tcp4(ip, tRemote, first+7, 443, 64), 0x01},
-		{"echo", echo4(ip, tRemote, packet.ICMPv4EchoRequest, first+1, 1, 64), 0},
+		{"udp-first", udp4(ip, tRemote, first, 53, 64, []byte("query")), 0, 0},
+		// The access network's DSCP does not leak into the Internet.
+		{"udp-last-dscp", udp4(ip, tRemote, last, 53, 17, []byte("query")), 0xb8, 0},
+		{"udp-inner-dscp-kept", withTOS(udp4(ip, tRemote, last, 53, 17, []byte("query")), 0x28), 0xb8, 0x28},
+		// ECT(1) outside, Not-ECT inside: never marked.
+		{"tcp-ecn-not-ect", tcp4(ip, tRemote, first+7, 443, 64), 0x01, 0},
+		// CE outside reaches an ECN-capable flow.
+		{"tcp-ce", withTOS(tcp4(ip, tRemote, first+8, 443, 64), 0x02), 0x03, 0x03},
+		{"echo", echo4(ip, tRemote, packet.ICMPv4EchoRequest, first+1, 1, 64), 0, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sent := bytes.Clone(c.ip4)
 			r.a.FromAccess(encapTC(tB4A, tAFTR, c.tc, c.ip4))
-			sameExceptTTLAndTOS(t, r.oneInternet(), sent, c.tc)
+			sameExceptTTLAndTOS(t, r.oneInternet(), sent, c.want)
 		})
 	}
-	if got := r.counter("out-ipv4"); got != 4 {
-		t.Errorf("out-ipv4 %d, want 4", got)
+	if got := r.counter("out-ipv4"); got != 6 {
+		t.Errorf("out-ipv4 %d, want 6", got)
 	}
 }
+
+// RFC 6040 §4.2: CE on the outer header of a Not-ECT packet is dropped and
+// counted; the uniform model (RFC 2983 §3) copies the outer DSCP; Snabb's
+// profile leaves the inner header alone.
+func TestDecapTOSModes(t *testing.T) {
+	r := newRig(t, nil)
+	ip, first, _ := r.bind(tB4A, 1)
+	r.a.FromAccess(encapTC(tB4A, tAFTR, 0x03, udp4(ip, tRemote, first, 53, 64, []byte("q"))))
+	r.quiet()
+	if got := r.counter("drop-ecn-ce-on-not-ect-ipv6"); got != 1 {
+		t.Errorf("drop-ecn-ce-on-not-ect-ipv6 = %d, want 1", got)
+	}
+	for _, c := range []struct {
+		mode TOSMode
+		want uint8
+	}{{TOSUniform, 0xb8 | 0x01}, {TOSUntouched, 0x02}} {
+		r := newRig(t, func(cfg *Config) { cfg.DecapTOS = c.mode })
+		ip, first, _ := r.bind(tB4A, 1)
+		p := udp4(ip, tRemote, first, 53, 64, []byte("q"))
+		packet.IPv4(p).SetTOS(0x02) // ECT(0)
+		sent := bytes.Clone(p)
+		r.a.FromAccess(encapTC(tB4A, tAFTR, 0xb9, p)) // EF, ECT(1)
+		sameExceptTTLAndTOS(t, r.oneInternet(), sent, c.want)
+	}
+}
+
 
 // RFC 7596 §6.2 upstream and §5.1, PROTOCOL.md §8 item 5: a packet that
 // matches no binding — a port outside the set, another B4's IPv6 source,

@@ -80,6 +80,16 @@ type Config struct {
 	// their TTL and a hairpinned one is decremented once, when it is
 	// re-encapsulated.
 	DecapDecrementsTTL bool
+	// DecapTOS is what decapsulation does to the inner TOS octet of a
+	// packet from a B4. The default, TOSPipe, keeps the inner DSCP
+	// (RFC 2983 §3 pipe model: the access network's markings end at its
+	// edge) and combines ECN per RFC 6040 §4.2; TOSUniform copies the
+	// outer DSCP in (RFC 2983 uniform model, RFC 6333 §7.1's "vice
+	// versa"), ECN likewise; TOSUntouched leaves the inner header as it
+	// came (Snabb). PROTOCOL.md §8 item 8 said "copied both ways": that
+	// blind copy could clear a CE mark or mark a Not-ECT packet (RFC
+	// 6040 §4.2), so the default changed.
+	DecapTOS TOSMode
 	// TimeExceededQuotesDecrementedTTL makes ICMPv4 time exceeded quote
 	// the datagram with its TTL already decremented to 0 (Snabb); off, as
 	// received (RFC 1812 §4.3.2.3).
@@ -173,6 +183,16 @@ func DefaultConfig() Config {
 		ICMPRate:               100,
 	}
 }
+
+// TOSMode says what decapsulation does to the inner TOS (Config.DecapTOS).
+type TOSMode uint8
+
+// TOS modes.
+const (
+	TOSPipe      TOSMode = iota // inner DSCP kept, ECN per RFC 6040
+	TOSUniform                  // outer DSCP copied, ECN per RFC 6040
+	TOSUntouched                // inner TOS as received (Snabb)
+)
 
 // ErrConfig wraps every configuration error.
 var ErrConfig = errors.New("aftr: bad configuration")

@@ -38,6 +38,7 @@ const (
 	cDropNoDestSoftwire
 	cDropHairpinDisabled
 	cDropTTLZeroIPv4
+	cDropECNCEOnNotECT
 
 	// Fragments.
 	cInIPv4FragNeedsReassembly
@@ -105,6 +106,7 @@ var counterNames = []string{
 	cDropOutByFilterIPv6:     "drop-out-by-filter-ipv6",
 
 	cDropNoSourceSoftwire: "drop-no-source-softwire-ipv6",
+	cDropECNCEOnNotECT:    "drop-ecn-ce-on-not-ect-ipv6",
 	cDropNoDestSoftwire:   "drop-no-dest-softwire-ipv4",
 	cDropHairpinDisabled:  "drop-hairpin-disabled-ipv4",
 	cDropTTLZeroIPv4:      "drop-ttl-zero-ipv4",

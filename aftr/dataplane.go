@@ -269,11 +269,18 @@ func (a *AFTR) upstream(outer *packet.IPv6) {
 		a.sendICMPv6(packet.ICMPv6DstUnreachable, packet.ICMPv6CodeSourcePolicy, outer)
 		return
 	}
-	// RFC 6333 §7.1 (applied by RFC 7596): the traffic class is copied back.
-	// Only now: the ICMPv6 error above quotes the packet as received
-	// (RFC 4443 §3.1).
-	if ip4.TOS() != outer.TrafficClass {
-		ip4.SetTOS(outer.TrafficClass)
+	// The traffic class (Config.DecapTOS). Only now: the ICMPv6 error
+	// above quotes the packet as received (RFC 4443 §3.1).
+	if a.cfg.DecapTOS != TOSUntouched {
+		tos, drop := packet.DecapTOS(outer.TrafficClass, ip4.TOS(), a.cfg.DecapTOS == TOSUniform)
+		if drop {
+			// RFC 6040 §4.2: CE outside, Not-ECT inside.
+			a.count.Count(cDropECNCEOnNotECT, len(outer.Packet))
+			return
+		}
+		if tos != ip4.TOS() {
+			ip4.SetTOS(tos)
+		}
 	}
 	if a.cfg.DecapDecrementsTTL {
 		if ip4.TTL() <= 1 {

@@ -62,6 +62,9 @@ func SnabbProfile(c *Config) {
 	// RFC 1812 §5.2.2: a router MUST verify the IPv4 header checksum and
 	// drop what fails; Snabb verifies none (its case 80 pings with one).
 	c.IgnoreIPv4HeaderChecksum = true
+	// RFC 2983 §3 pipe model with RFC 6040 §4.2 ECN by default; Snabb
+	// leaves the inner IPv4 header of what it decapsulates untouched.
+	c.DecapTOS = TOSUntouched
 }
 
 // ApplySnabb fills c from a Snabb softwire-config: the AFTR's addresses,
