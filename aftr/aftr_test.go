@@ -77,7 +77,6 @@ func TestDecapTOSModes(t *testing.T) {
 	}
 }
 
-
 // RFC 7596 §6.2 upstream and §5.1, PROTOCOL.md §8 item 5: a packet that
 // matches no binding — a port outside the set, another B4's IPv6 source,
 // an unbound IPv4 source — is dropped and counted, and the B4 gets ICMPv6
