@@ -141,6 +141,9 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 			return nil, fmt.Errorf("%w: static binding %v: %w", ErrConfig, b, err)
 		}
 	}
+	// The table holds them now: a copy kept in a.cfg would double a large
+	// table's memory (a million bindings: ~100 MiB of pointers for the GC).
+	a.cfg.Static = nil
 	a.pcp = pcp.NewServer(pcp.ServerConfig{
 		Handler:           (*pcpHandler)(a),
 		Now:               a.now,
