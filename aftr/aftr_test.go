@@ -376,9 +376,47 @@ func TestDownstreamNoICMPv4ToNonUnicast(t *testing.T) {
 		r.a.FromInternet(udp4(tRemote, netip.MustParseAddr(dst), 53, first, 64, []byte("x")))
 		r.quiet()
 	}
-	if got := r.counter("drop-no-dest-softwire-ipv4"); got != 8 {
-		t.Errorf("drop-no-dest-softwire-ipv4 %d, want 8", got)
+	// The non-unicast sources are martians (RFC 1812 §5.3.7) and go no
+	// further; the non-unicast destinations match no softwire.
+	if got := r.counter("drop-martian-src-ipv4"); got != 6 {
+		t.Errorf("drop-martian-src-ipv4 %d, want 6", got)
 	}
+	if got := r.counter("drop-no-dest-softwire-ipv4"); got != 2 {
+		t.Errorf("drop-no-dest-softwire-ipv4 %d, want 2", got)
+	}
+}
+
+// RFC 1812 §5.3.7, RFC 6890: Internet packets from a pool (B4) address,
+// the softwire's 192.0.0.0/29 or link-local are dropped as martians, not
+// delivered to the B4 that owns the port; B4 packets to 192.0.0.0/29,
+// link-local or multicast never reach the Internet.
+func TestMartiansBothWays(t *testing.T) {
+	r := newRig(t, nil)
+	ip, first, _ := r.bind(tB4A, 1)
+	other := netip.AddrFrom4([4]byte{ip.As4()[0], ip.As4()[1], ip.As4()[2], ip.As4()[3] ^ 1})
+	for i, src := range []netip.Addr{ip, other, netip.MustParseAddr("192.0.0.2"), netip.MustParseAddr("169.254.1.1")} {
+		if i == 1 && !r.a.ownsIPv4(other.As4()) {
+			continue // not in the test pool
+		}
+		r.a.FromInternet(udp4(src, ip, 53, first, 64, []byte("x")))
+		r.quiet()
+	}
+	if got := r.counter("drop-martian-src-ipv4"); got < 3 {
+		t.Errorf("drop-martian-src-ipv4 %d, want at least 3", got)
+	}
+	for _, dst := range []string{"192.0.0.2", "192.0.0.7", "169.254.0.1", "224.0.0.251"} {
+		r.a.FromAccess(encap(tB4A, tAFTR, udp4(ip, netip.MustParseAddr(dst), first+1, 53, 64, []byte("x"))))
+		if p := r.internet.take(); len(p) != 0 {
+			t.Errorf("packet to %v forwarded to the Internet", dst)
+		}
+		r.access.take()
+	}
+	if got := r.counter("drop-martian-dst-ipv4"); got != 4 {
+		t.Errorf("drop-martian-dst-ipv4 %d, want 4", got)
+	}
+	// An ordinary source still reaches the B4.
+	r.a.FromInternet(udp4(tRemote, ip, 53, first, 64, []byte("x")))
+	r.oneAccess()
 }
 
 // An Internet packet claiming a B4's address as its source is spoofed (B4

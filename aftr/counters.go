@@ -77,7 +77,8 @@ const (
 	cOutICMPv4Echo
 	cOutICMPv6Echo
 
-	cDropMartianDstIPv4 // from a B4 to 0/8, 127/8 or 240/4 (255.255.255.255)
+	cDropMartianDstIPv4 // from a B4 to a special-purpose address (martianDst)
+	cDropMartianSrcIPv4 // from the Internet, from a special-purpose or a B4 address (martianSrc)
 )
 
 var counterNames = []string{
@@ -146,4 +147,5 @@ var counterNames = []string{
 	cOutICMPv6Echo:           "out-icmpv6-echo-reply",
 
 	cDropMartianDstIPv4: "drop-martian-dst-ipv4",
+	cDropMartianSrcIPv4: "drop-martian-src-ipv4",
 }

@@ -54,11 +54,56 @@ func (a *AFTR) FromInternet(pkt []byte) {
 			return
 		}
 	}
+	if a.martianSrc(ip4.Src()) {
+		a.count.Count(cDropMartianSrcIPv4, len(ip4))
+		return
+	}
 	if a.self4 != nil && ip4.Dst() == *a.self4 {
 		a.echo4(ip4, nil)
 		return
 	}
 	a.downstream(ip4, nil)
+}
+
+// martianDst reports destinations a B4's packet must not be forwarded to
+// on the Internet (RFC 1812 §5.3.5.1: a limited broadcast MUST NOT be;
+// §5.3.7: nor SHOULD one to network 0, 127 or class E; RFC 6890: the
+// softwire's 192.0.0.0/29 and link-local 169.254/16 are not forwardable;
+// 224/4: the AFTR routes no multicast). Loopback is let through only for
+// the laptop lab, whose host egress serves the host's own loopback as "the
+// Internet".
+func (a *AFTR) martianDst(d [4]byte) bool {
+	switch {
+	case d[0] >= 224, d[0] == 0:
+		return true
+	case d[0] == 127:
+		return !a.cfg.ForwardToLoopback
+	case d[0] == 169 && d[1] == 254:
+		return true
+	case d[0] == 192 && d[1] == 0 && d[2] == 0 && d[3] < 8:
+		return true
+	}
+	return false
+}
+
+// martianSrc reports Internet sources no packet for a B4 can have (RFC
+// 1812 §5.3.7, RFC 6890): this network, loopback, link-local, multicast
+// and class E, the softwire's own 192.0.0.0/29 — and the B4s' own
+// addresses, which only the AFTR's hairpinning may use as a source.
+// Loopback passes with ForwardToLoopback, as in martianDst.
+func (a *AFTR) martianSrc(s [4]byte) bool {
+	switch {
+	case s[0] >= 224, s[0] == 0:
+		return true
+	case s[0] == 127:
+		// The laptop lab's "Internet" is the host's loopback.
+		return !a.cfg.ForwardToLoopback
+	case s[0] == 169 && s[1] == 254:
+		return true
+	case s[0] == 192 && s[1] == 0 && s[2] == 0 && s[3] < 8:
+		return true
+	}
+	return a.ownsIPv4(s)
 }
 
 // downstream is the core toward the B4s (RFC 7596 §6.2): find the softwire
@@ -297,11 +342,7 @@ func (a *AFTR) upstream(outer *packet.IPv6) {
 		a.echo4(ip4, outer)
 		return
 	}
-	// RFC 1812 §5.3.5.1: a limited broadcast MUST NOT be forwarded;
-	// §5.3.7: nor (SHOULD NOT) one to network 0, network 127 or class E.
-	// Loopback is let through only for the laptop lab, whose host egress
-	// serves the host's own loopback as "the Internet".
-	if d := ip4.Dst(); d[0] >= 240 || d[0] == 0 || (d[0] == 127 && !a.cfg.ForwardToLoopback) {
+	if a.martianDst(ip4.Dst()) {
 		a.count.Count(cDropMartianDstIPv4, len(ip4))
 		return
 	}
