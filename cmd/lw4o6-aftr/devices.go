@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/lw4o6/lw4o6/aftr"
 	"github.com/lw4o6/lw4o6/tun"
 	"github.com/lw4o6/lw4o6/tun/rawip6"
 	"github.com/lw4o6/lw4o6/tun/udpunder"
@@ -14,8 +15,11 @@ import (
 func openAccess(o *options, log *slog.Logger) (tun.Device, error) {
 	switch o.underlay {
 	case "udp":
-		// The AFTR learns each B4's UDP endpoint from its datagrams.
-		d, err := udpunder.NewServer(o.listen, udpunder.WithMTU(o.mtu))
+		// The AFTR learns each B4's UDP endpoint from its datagrams, and
+		// an endpoint that won the B4's PCP binding moves only when a
+		// fresh PCP answer grants it elsewhere.
+		d, err := udpunder.NewServer(o.listen, udpunder.WithMTU(o.mtu),
+			udpunder.WithBinding(aftr.UnderlayClaim, aftr.UnderlayAnswer))
 		if err != nil {
 			return nil, fmt.Errorf("--underlay udp: %w", err)
 		}

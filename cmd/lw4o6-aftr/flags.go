@@ -50,6 +50,11 @@ allocates an IPv4 address and port set from --pool, installs the binding,
 and forwards their checked IPv4-in-IPv6 traffic.
 
 Access side:  --underlay raw (IPv6 next header 4; CAP_NET_RAW) or udp (lab only)
+              The udp underlay is not authenticated: a B4's UDP endpoint is
+              bound when its PCP MAP succeeds and moves only on another
+              successful MAP, but a B4 with a static binding is learned from
+              any datagram, and whoever wins a B4's PCP binding (its nonce)
+              gets its traffic. Keep it on a network you trust.
 Internet side: --ipv4-side host (unprivileged: flows re-originated from host
                sockets) or tun:NAME (a TUN; CAP_NET_ADMIN)
 

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lw4o6/lw4o6/stack/packet"
 	"github.com/lw4o6/lw4o6/test/internal/daemon"
 )
 
@@ -87,6 +88,13 @@ func TestUnprivilegedDaemons(t *testing.T) {
 		t.Fatalf("B4 says %q", line)
 	}
 	proxy := fmt.Sprintf("127.0.0.1:%d", socks)
+
+	// A local socket claims the B4's IPv6 source once a millisecond, as
+	// the attack that once hijacked a B4's traffic did: the AFTR's
+	// underlay keeps the endpoint that won the B4's PCP binding.
+	stopThief := make(chan struct{})
+	defer close(stopThief)
+	go thief(t, fmt.Sprintf("127.0.0.1:%d", under), netip.MustParseAddr("2001:db8:b4::1"), stopThief)
 
 	// TCP: 4 MiB through SOCKS5 CONNECT.
 	c, err := socksConnect(proxy, ln.Addr().(*net.TCPAddr).AddrPort())
@@ -185,4 +193,27 @@ func socksUDPEcho(proxy string, dst netip.AddrPort, msg []byte) error {
 		}
 	}
 	return fmt.Errorf("no echo through %v", relay)
+}
+
+// thief sends the underlay, from its own socket, softwire packets that
+// claim to come from b4 until stop is closed.
+func thief(t *testing.T, underlay string, b4 netip.Addr, stop <-chan struct{}) {
+	c, err := net.Dial("udp4", underlay)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer c.Close()
+	ip4 := packet.AppendUDP4(nil, packet.IPv6HeaderLen, [4]byte{192, 0, 2, 1}, [4]byte{203, 0, 113, 10}, 40000, 53, 64, []byte("not the B4"))
+	pkt := packet.Encapsulate(ip4, packet.IPv6HeaderLen, b4.As16(), netip.MustParseAddr("2001:db8::1").As16(), 64)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			c.Write(pkt)
+		}
+	}
 }

@@ -17,22 +17,104 @@ type table struct {
 	now       func() time.Time
 	lastSweep time.Time
 
-	learned, moved, expired, evicted uint64
+	claims map[claimKey]claim // WithBinding: bounded like m
+
+	learned, moved, expired, evicted, bound uint64
 }
 
 type entry struct {
 	ep   netip.AddrPort
 	seen time.Time
+	// bound: set by a handshake (WithBinding); only another moves ep.
+	bound bool
 }
 
+type claimKey struct {
+	addr [16]byte
+	id   uint64
+}
+
+// claim is an endpoint that asked to bind an address and awaits the answer.
+type claim struct {
+	ep   netip.AddrPort
+	when time.Time
+}
+
+// claimLife bounds how long a claim waits for its answer (a PCP server
+// answers at once; the client retransmits after 3 s with a fresh claim).
+const claimLife = 10 * time.Second
+
 func newTable(size int, expiry time.Duration, now func() time.Time) *table {
-	return &table{m: make(map[[16]byte]*entry), max: size, expiry: expiry, now: now, lastSweep: now()}
+	return &table{m: make(map[[16]byte]*entry), claims: make(map[claimKey]claim), max: size, expiry: expiry, now: now, lastSweep: now()}
+}
+
+// learnUnbound learns addr's endpoint from an ordinary datagram unless a
+// handshake bound the address to another endpoint, and reports whether the
+// datagram may be delivered.
+func (t *table) learnUnbound(addr [16]byte, ep netip.AddrPort) bool {
+	t.mu.Lock()
+	e, ok := t.m[addr]
+	if ok && e.bound && e.ep != ep && t.now().Sub(e.seen) < t.expiry {
+		t.mu.Unlock()
+		return false
+	}
+	t.mu.Unlock()
+	t.learn(addr, ep)
+	return true
+}
+
+// propose records ep's claim on addr, to be settled by the answer.
+func (t *table) propose(addr [16]byte, id uint64, ep netip.AddrPort) {
+	now := t.now()
+	key := claimKey{addr, id}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.claims[key]; !ok && len(t.claims) >= t.max {
+		for k, c := range t.claims {
+			if now.Sub(c.when) >= claimLife {
+				delete(t.claims, k)
+			}
+		}
+		if len(t.claims) >= t.max {
+			return // answered from the table, if at all
+		}
+	}
+	t.claims[key] = claim{ep: ep, when: now}
+	// An address nobody has bound is reachable at once, as without
+	// WithBinding; a bound one keeps its endpoint until the answer.
+	if e, ok := t.m[addr]; !ok || !e.bound {
+		t.learnLocked(addr, ep, now)
+	}
+}
+
+// settle takes the answer to addr's claim: the claimant's endpoint, which
+// a grant binds.
+func (t *table) settle(addr [16]byte, id uint64, granted bool) (netip.AddrPort, bool) {
+	now := t.now()
+	key := claimKey{addr, id}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, ok := t.claims[key]
+	delete(t.claims, key)
+	if !ok || now.Sub(c.when) >= claimLife {
+		return netip.AddrPort{}, false
+	}
+	if granted {
+		t.learnLocked(addr, c.ep, now)
+		t.m[addr].bound = true
+		t.bound++
+	}
+	return c.ep, true
 }
 
 func (t *table) learn(addr [16]byte, ep netip.AddrPort) {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.learnLocked(addr, ep, now)
+}
+
+func (t *table) learnLocked(addr [16]byte, ep netip.AddrPort, now time.Time) {
 	if e, ok := t.m[addr]; ok {
 		if e.ep != ep {
 			e.ep = ep
@@ -99,6 +181,6 @@ func (t *table) evictOldest() {
 func (t *table) stats(s *Stats) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s.Learned, s.Moved, s.Expired, s.Evicted = t.learned, t.moved, t.expired, t.evicted
+	s.Learned, s.Moved, s.Expired, s.Evicted, s.Bound = t.learned, t.moved, t.expired, t.evicted, t.bound
 	s.Endpoints = len(t.m)
 }

@@ -9,8 +9,17 @@
 // receives, the UDP endpoint of the packet's IPv6 source address, and sends
 // each packet to the endpoint learned for its IPv6 destination. The table
 // is bounded and its entries expire; a packet for an address with no
-// endpoint is dropped and counted. Anyone who can send the server a
-// datagram can claim any IPv6 source: keep it on a lab network.
+// endpoint is dropped and counted.
+//
+// Without WithBinding, anyone who can send the server a datagram can claim
+// any IPv6 source. With it, an address whose endpoint was bound by a
+// handshake (the AFTR: a PCP request answered with success) keeps that
+// endpoint until a fresh successful handshake moves it; other datagrams
+// with that source from elsewhere are dropped. What it still does not
+// protect: an address never bound by a handshake (a statically bound B4)
+// is learned from any datagram, and whoever completes the handshake first
+// (a sender that can win the B4's PCP binding) binds the address. Keep the
+// underlay on a lab network.
 package udpunder
 
 import (
@@ -45,6 +54,8 @@ type config struct {
 	endpoints int
 	expiry    time.Duration
 	now       func() time.Time
+	claim     func([]byte) (uint64, bool)
+	answer    func([]byte) (uint64, bool, bool)
 }
 
 // WithMTU sets the largest IPv6 packet carried (default DefaultMTU), which
@@ -61,6 +72,18 @@ func WithEndpoints(n int) Option { return func(c *config) { c.endpoints = n } }
 // sends, PCP renewals included.
 func WithExpiry(d time.Duration) Option { return func(c *config) { c.expiry = d } }
 
+// WithBinding makes a server bind endpoints by a handshake (see the
+// package comment). claim reports a received packet that may bind its
+// IPv6 source to the datagram's endpoint (a request), with an id that its
+// answer carries too (a PCP nonce); answer reports a packet being sent that
+// answers the claim with that id for its IPv6 destination, and whether it
+// grants the binding. The answer goes to the claimant's endpoint either
+// way; a grant makes it the bound endpoint. Claims with different ids
+// wait side by side, so a forged claim cannot capture another's answer.
+func WithBinding(claim func(pkt []byte) (id uint64, ok bool), answer func(pkt []byte) (id uint64, isAnswer, granted bool)) Option {
+	return func(c *config) { c.claim, c.answer = claim, answer }
+}
+
 // Stats counts what a Device did. Each field is a running total.
 type Stats struct {
 	RxPackets, TxPackets uint64
@@ -72,6 +95,11 @@ type Stats struct {
 	DropNoEndpoint uint64
 	// DropTxError: packets the socket refused.
 	DropTxError uint64
+	// DropUnbound: with WithBinding, datagrams whose IPv6 source is bound
+	// to another endpoint and that claimed nothing.
+	DropUnbound uint64
+	// Bound: with WithBinding, endpoints bound or moved by a handshake.
+	Bound uint64
 	// Learned, Moved, Expired, Evicted: a server's table entries created,
 	// re-pointed at a new endpoint, timed out, and pushed out when full.
 	Learned, Moved, Expired, Evicted uint64
@@ -86,10 +114,12 @@ type Device struct {
 	mtu    int
 	peer   netip.AddrPort // client: the fixed peer; server: invalid
 	table  *table         // server only
+	claim  func([]byte) (uint64, bool)
+	answer func([]byte) (uint64, bool, bool)
 	closed atomic.Bool
 	rmu    sync.Mutex
 
-	rx, tx, malformed, foreign, noEndpoint, txError atomic.Uint64
+	rx, tx, malformed, foreign, noEndpoint, txError, unbound atomic.Uint64
 }
 
 var _ tun.Device = (*Device)(nil)
@@ -145,7 +175,7 @@ func NewServer(local string, opts ...Option) (*Device, error) {
 		return nil, fmt.Errorf("udpunder: %w", err)
 	}
 	sizeBuffers(conn)
-	d := &Device{conn: conn, mtu: c.mtu, table: newTable(c.endpoints, c.expiry, c.now)}
+	d := &Device{conn: conn, mtu: c.mtu, table: newTable(c.endpoints, c.expiry, c.now), claim: c.claim, answer: c.answer}
 	d.name = fmt.Sprintf("udp:%v", conn.LocalAddr())
 	return d, nil
 }
@@ -169,6 +199,7 @@ func (d *Device) Stats() Stats {
 		RxPackets: d.rx.Load(), TxPackets: d.tx.Load(),
 		DropMalformed: d.malformed.Load(), DropForeign: d.foreign.Load(),
 		DropNoEndpoint: d.noEndpoint.Load(), DropTxError: d.txError.Load(),
+		DropUnbound: d.unbound.Load(),
 	}
 	if d.table != nil {
 		d.table.stats(&s)
@@ -204,8 +235,9 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			d.malformed.Add(1)
 			continue
 		}
-		if d.table != nil {
-			d.table.learn([16]byte(b[8:24]), from)
+		if d.table != nil && !d.receive(b[:n], from) {
+			d.unbound.Add(1)
+			continue
 		}
 		d.rx.Add(1)
 		sizes[0] = n
@@ -240,7 +272,7 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 				continue
 			}
 			var ok bool
-			if to, ok = d.table.lookup([16]byte(pkt[24:40])); !ok {
+			if to, ok = d.sendTo(pkt); !ok {
 				d.noEndpoint.Add(1)
 				fail(fmt.Errorf("%s: %v: %w", d.name, netip.AddrFrom16([16]byte(pkt[24:40])), ErrNoEndpoint))
 				continue
@@ -258,6 +290,34 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 		d.tx.Add(1)
 	}
 	return sent, first
+}
+
+// receive records what a server's datagram from ep says of its IPv6
+// source, and reports whether to deliver it.
+func (d *Device) receive(pkt []byte, ep netip.AddrPort) bool {
+	src := [16]byte(pkt[8:24])
+	if d.claim == nil {
+		d.table.learn(src, ep)
+		return true
+	}
+	if id, ok := d.claim(pkt); ok {
+		d.table.propose(src, id, ep)
+		return true
+	}
+	return d.table.learnUnbound(src, ep)
+}
+
+// sendTo is the endpoint a server sends pkt to.
+func (d *Device) sendTo(pkt []byte) (netip.AddrPort, bool) {
+	dst := [16]byte(pkt[24:40])
+	if d.answer != nil {
+		if id, isAnswer, granted := d.answer(pkt); isAnswer {
+			if ep, ok := d.table.settle(dst, id, granted); ok {
+				return ep, true
+			}
+		}
+	}
+	return d.table.lookup(dst)
 }
 
 // BatchSize implements tun.Device: a UDP socket reads one datagram a call.

@@ -240,3 +240,86 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// Handshake packets for TestBinding: the last three octets of the payload
+// say claim or answer, the id, and whether the answer grants.
+func handshake(src, dst netip.Addr, kind, id, granted byte) []byte {
+	return devtest.IPv6(src, dst, 4, 64, 0, devtest.IPv4UDP(devtest.Host, devtest.Peer, 4000, 5351, []byte{kind, id, granted}))
+}
+
+func tail3(p []byte) (byte, byte, byte) { n := len(p); return p[n-3], p[n-2], p[n-1] }
+
+func fakeClaim(p []byte) (uint64, bool) {
+	k, id, _ := tail3(p)
+	return uint64(id), k == 'C'
+}
+
+func fakeAnswer(p []byte) (uint64, bool, bool) {
+	k, id, g := tail3(p)
+	return uint64(id), k == 'A', g == 1
+}
+
+// With WithBinding, an address bound by a granted handshake keeps its
+// endpoint: datagrams claiming its source from elsewhere are dropped and
+// counted, a refused claim's answer goes to the claimant and moves
+// nothing, and a fresh granted handshake moves it. (The issue: a local
+// socket sending datagrams with a B4's IPv6 source hijacked its traffic.)
+func TestBinding(t *testing.T) {
+	devtest.LeakCheck(t)
+	s := listen(t, "127.0.0.1", WithBinding(fakeClaim, fakeAnswer))
+	victim, thief := dial(t, s), dial(t, s)
+	send := func(c *Device, p []byte) {
+		t.Helper()
+		if n, err := c.Write([][]byte{devtest.Room(p, 0)}, 0); n != 1 || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	answer := func(p []byte) {
+		t.Helper()
+		if n, err := s.Write([][]byte{devtest.Room(p, tun.Headroom)}, tun.Headroom); n != 1 || err != nil {
+			t.Fatalf("server Write = %d, %v", n, err)
+		}
+	}
+	endpoint := func() uint16 {
+		ep, _ := s.Endpoint(devtest.B4)
+		return ep.Port()
+	}
+	vPort, tPort := victim.LocalAddr().Port(), thief.LocalAddr().Port()
+
+	// The victim binds by a granted handshake.
+	send(victim, handshake(devtest.B4, devtest.AFTR, 'C', 1, 0))
+	devtest.Read(t, s, 1, tun.Headroom, timeout)
+	answer(handshake(devtest.AFTR, devtest.B4, 'A', 1, 1))
+	devtest.Read(t, victim, 1, tun.Headroom, timeout)
+	if endpoint() != vPort || s.Stats().Bound != 1 {
+		t.Fatalf("after the handshake: endpoint port %d (victim %d), stats %+v", endpoint(), vPort, s.Stats())
+	}
+
+	// The thief's plain datagrams with the victim's source are dropped.
+	for i := range 3 {
+		send(thief, pkt4in6(devtest.B4, devtest.AFTR, uint16(i)))
+	}
+	// The thief's claim is refused: the answer goes to the thief only.
+	send(thief, handshake(devtest.B4, devtest.AFTR, 'C', 2, 0))
+	devtest.Read(t, s, 1, tun.Headroom, timeout)
+	answer(handshake(devtest.AFTR, devtest.B4, 'A', 2, 0))
+	devtest.Read(t, thief, 1, tun.Headroom, timeout)
+	if endpoint() != vPort {
+		t.Fatalf("thief moved the endpoint to port %d", endpoint())
+	}
+	if st := s.Stats(); st.DropUnbound != 3 {
+		t.Errorf("DropUnbound = %d, want 3", st.DropUnbound)
+	}
+	// Traffic for the victim still reaches it.
+	answer(pkt4in6(devtest.AFTR, devtest.B4, 9))
+	devtest.Read(t, victim, 1, tun.Headroom, timeout)
+
+	// A granted handshake from a new endpoint (the B4 moved) moves it.
+	send(thief, handshake(devtest.B4, devtest.AFTR, 'C', 3, 0))
+	devtest.Read(t, s, 1, tun.Headroom, timeout)
+	answer(handshake(devtest.AFTR, devtest.B4, 'A', 3, 1))
+	devtest.Read(t, thief, 1, tun.Headroom, timeout)
+	if endpoint() != tPort || s.Stats().Bound != 2 {
+		t.Fatalf("after a granted handshake from port %d: endpoint %d", tPort, endpoint())
+	}
+}
