@@ -77,6 +77,21 @@ const (
 	cOutICMPv6Echo
 
 	cDropMartianDstIPv4 // from a B4 to 0/8, 127/8 or 240/4 (255.255.255.255)
+
+	// PCP: who may ask (pcpserver.go, provision.go).
+	cDropPCPNotFromB4           // inner source not 192.0.0.2 (PROTOCOL.md §8 item 3)
+	cDropThirdPartyFromSoftwire // THIRD_PARTY inside a softwire (one B4 naming another)
+	cDropPCPUnauthorized        // PCP over plain IPv6 from no provisioning system
+	cInPCPProvision
+	cOutPCPProvision
+
+	// ANNOUNCE after state loss (announce.go).
+	cOutAnnounceUnicast
+	cOutAnnounceMulticast
+	cDropAnnounceTableFull
+	cDropAnnounceOverRate
+
+	cDropOverSourceRateLimitICMPv6 // one source prefix over its share (icmp.go)
 )
 
 var counterNames = []string{
@@ -144,4 +159,17 @@ var counterNames = []string{
 	cOutICMPv6Echo:           "out-icmpv6-echo-reply",
 
 	cDropMartianDstIPv4: "drop-martian-dst-ipv4",
+
+	cDropPCPNotFromB4:           "drop-pcp-not-from-b4-ipv4",
+	cDropThirdPartyFromSoftwire: "drop-pcp-third-party-from-softwire",
+	cDropPCPUnauthorized:        "drop-pcp-unauthorized-ipv6",
+	cInPCPProvision:             "in-pcp-provision",
+	cOutPCPProvision:            "out-pcp-provision",
+
+	cOutAnnounceUnicast:    "out-pcp-announce-unicast",
+	cOutAnnounceMulticast:  "out-pcp-announce-multicast",
+	cDropAnnounceTableFull: "drop-pcp-announce-table-full",
+	cDropAnnounceOverRate:  "drop-pcp-announce-over-rate-limit",
+
+	cDropOverSourceRateLimitICMPv6: "drop-over-source-rate-limit-icmpv6",
 }
