@@ -46,6 +46,7 @@ type announcer struct {
 	jobs announceJobs            // copies still to send
 	wake chan struct{}
 	rate *rateLimiter
+	max  int // most B4s remembered per loss: announceMaxB4s
 }
 
 // announceJob is the rest of one ANNOUNCE series.
@@ -70,7 +71,7 @@ func (h *announceJobs) Pop() any {
 }
 
 func newAnnouncer(now func() time.Time) *announcer {
-	return &announcer{sent: map[netip.Addr]struct{}{}, wake: make(chan struct{}, 1), rate: newRateLimiter(announceRate, now)}
+	return &announcer{sent: map[netip.Addr]struct{}{}, wake: make(chan struct{}, 1), rate: newRateLimiter(announceRate, now), max: announceMaxB4s}
 }
 
 // AnnounceStateLoss declares that PCP-created bindings may have been lost:
@@ -116,7 +117,7 @@ func (a *AFTR) learnB4(outer *packet.IPv6) {
 	b4 := outer.SrcAddr()
 	n.mu.Lock()
 	_, done := n.sent[b4]
-	full := len(n.sent) >= announceMaxB4s
+	full := len(n.sent) >= n.max
 	n.mu.Unlock()
 	if done {
 		return
@@ -161,10 +162,15 @@ func (a *AFTR) sendDueAnnounces() time.Time {
 	n.mu.Lock()
 	for len(n.jobs) > 0 && !n.jobs[0].next.After(now) {
 		j := heap.Pop(&n.jobs).(announceJob)
+		if j.b4.IsValid() && len(a.table.ByB4(j.b4)) > 0 {
+			continue // it asked again: the series has done its job
+		}
 		due = append(due, j)
 		if j.left > 1 {
+			// RFC 6887 §14.1.3: each gap at least double the last, also
+			// when this copy goes out late.
 			j.gap *= 2
-			j.next = j.next.Add(j.gap)
+			j.next = now.Add(j.gap)
 			j.left--
 			heap.Push(&n.jobs, j)
 		}
@@ -175,26 +181,9 @@ func (a *AFTR) sendDueAnnounces() time.Time {
 	}
 	n.mu.Unlock()
 	for _, j := range due {
-		if j.b4.IsValid() && len(a.table.ByB4(j.b4)) > 0 {
-			a.dropAnnounces(j.b4) // it asked again: the series has done its job
-			continue
-		}
 		a.sendAnnounce(j)
 	}
 	return next
-}
-
-// dropAnnounces cancels the rest of b4's series.
-func (a *AFTR) dropAnnounces(b4 netip.Addr) {
-	n := a.ann
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for i := 0; i < len(n.jobs); i++ {
-		if n.jobs[i].b4 == b4 {
-			heap.Remove(&n.jobs, i)
-			return
-		}
-	}
 }
 
 // sendAnnounce sends one ANNOUNCE copy of j's series, with the Epoch as it
