@@ -61,6 +61,7 @@ type AFTR struct {
 	count    *counter.Set
 	limiter4 *rateLimiter
 	limiter6 *rateLimiter
+	perSrc6  *prefixLimiter // nil: no per-prefix limit
 	ann      *announcer
 	reasm4   *frag.Reassembler4
 	reasm6   *frag.Reassembler6
@@ -111,6 +112,12 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 	}
 	a.limiter4 = newRateLimiter(rate(cfg.ICMPv4Rate), a.now)
 	a.limiter6 = newRateLimiter(rate(cfg.ICMPv6Rate), a.now)
+	switch per := cfg.ICMPv6RatePerPrefix; {
+	case per == 0:
+		a.perSrc6 = newPrefixLimiter(max(rate(cfg.ICMPv6Rate)/10, 1), a.now)
+	case per > 0:
+		a.perSrc6 = newPrefixLimiter(per, a.now)
+	}
 	a.ann = newAnnouncer(a.now)
 	r4, r6 := cfg.Reassembly4, cfg.Reassembly6
 	r4.Now, r6.Now = a.now, a.now

@@ -127,6 +127,12 @@ type Config struct {
 	// (RFC 7596 §9 and RFC 4443 §2.4(f): MUST be rate-limited);
 	// ICMPv4Rate and ICMPv6Rate, when > 0, override it per family.
 	ICMPRate, ICMPv4Rate, ICMPv6Rate int
+	// ICMPv6RatePerPrefix is the most ICMPv6 errors sent per second to
+	// the B4s of one /64, within the family's rate, so that a flood from
+	// one source does not starve every other B4's 1/5 (issue 11 item 5).
+	// 0: a tenth of the ICMPv6 rate (at least 1); negative: no per-prefix
+	// limit.
+	ICMPv6RatePerPrefix int
 	// Filters are packet filters on both sides (Snabb's ingress and
 	// egress filters); nil filters pass everything.
 	Filters Filters
