@@ -38,6 +38,7 @@ type Link interface {
 // Well-known addresses of the softwire (RFC 6333 §5.7, PROTOCOL.md §8 item 8).
 var (
 	addrAFTR4 = [4]byte{192, 0, 0, 1}
+	addrB4_4  = [4]byte{192, 0, 0, 2}
 )
 
 // PCP ports (RFC 6887 §19.1).
@@ -60,6 +61,8 @@ type AFTR struct {
 	count    *counter.Set
 	limiter4 *rateLimiter
 	limiter6 *rateLimiter
+	perSrc6  *prefixLimiter // nil: no per-prefix limit
+	ann      *announcer
 	reasm4   *frag.Reassembler4
 	reasm6   *frag.Reassembler6
 	ids      frag.IDs
@@ -109,6 +112,13 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 	}
 	a.limiter4 = newRateLimiter(rate(cfg.ICMPv4Rate), a.now)
 	a.limiter6 = newRateLimiter(rate(cfg.ICMPv6Rate), a.now)
+	switch per := cfg.ICMPv6RatePerPrefix; {
+	case per == 0:
+		a.perSrc6 = newPrefixLimiter(max(rate(cfg.ICMPv6Rate)/10, 1), a.now)
+	case per > 0:
+		a.perSrc6 = newPrefixLimiter(per, a.now)
+	}
+	a.ann = newAnnouncer(a.now)
 	r4, r6 := cfg.Reassembly4, cfg.Reassembly6
 	r4.Now, r6.Now = a.now, a.now
 	a.reasm4, a.reasm6 = frag.NewReassembler4(r4), frag.NewReassembler6(r6)
@@ -153,9 +163,17 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 	return a, nil
 }
 
-// Run expires bindings whose lifetime has passed, once a second, until ctx
-// is done.
+// Run expires bindings whose lifetime has passed, once a second, and sends
+// the ANNOUNCEs of a state loss (announce.go), until ctx is done. It starts
+// with AnnounceStateLoss when no state was restored.
 func (a *AFTR) Run(ctx context.Context) error {
+	if !a.Restored() {
+		a.AnnounceStateLoss()
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); a.runAnnouncer(ctx) }()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -298,19 +316,6 @@ func (a *AFTR) ownsIPv4(addr [4]byte) bool {
 	ip := netip.AddrFrom4(addr)
 	for _, p := range a.cfg.Pools {
 		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-func (a *AFTR) thirdPartyAllowed(client any) bool {
-	c, ok := client.(netip.Addr)
-	if !ok {
-		return false
-	}
-	for _, p := range a.cfg.Provisioners {
-		if p == c {
 			return true
 		}
 	}

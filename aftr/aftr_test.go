@@ -145,7 +145,7 @@ func TestAccessFromNonUnicast(t *testing.T) {
 // ICMPRate a second; the ones over the rate are counted.
 func TestUpstreamICMPv6RateLimited(t *testing.T) {
 	const rate = 5
-	r := newRig(t, func(c *Config) { c.ICMPRate = rate })
+	r := newRig(t, func(c *Config) { c.ICMPRate, c.ICMPv6RatePerPrefix = rate, -1 })
 	bad := udp4(tOther4, tRemote, 4096, 53, 64, []byte("q"))
 	send := func(n int) int {
 		for range n {
@@ -764,5 +764,66 @@ func TestConcurrentTraffic(t *testing.T) {
 	}
 	if got := r.counter("out-pcp"); got != 1+4*50 {
 		t.Errorf("out-pcp %d, want %d", got, 1+4*50)
+	}
+}
+
+// Issue 11 item 5: a flood of unbound packets from one /64 spends only
+// that prefix's share of the ICMPv6 errors (counted), and the other B4s
+// (each its own /64) still get their 1/5 at once while the flood goes on.
+// Without the per-prefix limit the same flood starves them.
+func TestICMPv6RateLimitPerPrefix(t *testing.T) {
+	flood := func(perPrefix int) (answered int, r *rig) {
+		r = newRig(t, func(c *Config) { c.ICMPv6RatePerPrefix = perPrefix }) // ICMPRate 100
+		bad := func(b4 netip.Addr) []byte { return encap(b4, tAFTR, udp4(tOther4, tRemote, 4096, 53, 64, []byte("q"))) }
+		flooder := netip.MustParseAddr("2001:db8:a::99")
+		for round := range 50 {
+			for range 100 {
+				r.a.FromAccess(bad(flooder))
+			}
+			r.access.take()
+			other := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x10, byte(round), 15: 1})
+			r.a.FromAccess(bad(other))
+			if out := r.access.take(); len(out) == 1 {
+				if m := r.icmp6To(out[0], other); m.Type != packet.ICMPv6DstUnreachable || m.Code != 5 {
+					t.Fatalf("round %d: ICMPv6 %d/%d", round, m.Type, m.Code)
+				}
+				answered++
+			}
+			r.clock.Advance(10 * time.Millisecond)
+		}
+		return answered, r
+	}
+	if n, _ := flood(-1); n == 50 {
+		t.Fatal("control: the flood starved nobody without the per-prefix limit; the test proves nothing")
+	}
+	n, r := flood(0)
+	if n != 50 {
+		t.Errorf("%d of 50 other B4s got their 1/5 during the flood", n)
+	}
+	if d := r.counter("drop-over-source-rate-limit-icmpv6"); d < 5000-15 {
+		t.Errorf("flooder got %d errors in 0.5 s, want at most 10 + 5", 5000-d)
+	}
+}
+
+// The per-prefix table is bounded; buckets idle long enough to have
+// refilled make room, and past the bound the family's bucket still rules.
+func TestPrefixLimiterBounded(t *testing.T) {
+	c := newClock()
+	l := newPrefixLimiter(2, c.Now)
+	l.max = 3
+	src := func(i byte) [16]byte { return [16]byte{0x20, 0x01, 0x0d, 0xb8, 0, i} }
+	for i := range byte(3) {
+		l.allow(src(i))
+		l.allow(src(i))
+		if l.allow(src(i)) {
+			t.Fatalf("source %d over its rate allowed", i)
+		}
+	}
+	if !l.allow(src(9)) || len(l.m) != 3 {
+		t.Fatalf("full table: not let through (%d buckets)", len(l.m))
+	}
+	c.Advance(time.Second)
+	if !l.allow(src(9)) || len(l.m) != 1 {
+		t.Fatalf("idle buckets not dropped: %d buckets", len(l.m))
 	}
 }

@@ -137,13 +137,30 @@ type Config struct {
 	// (RFC 7596 §9 and RFC 4443 §2.4(f): MUST be rate-limited);
 	// ICMPv4Rate and ICMPv6Rate, when > 0, override it per family.
 	ICMPRate, ICMPv4Rate, ICMPv6Rate int
+	// ICMPv6RatePerPrefix is the most ICMPv6 errors sent per second to
+	// the B4s of one /64, within the family's rate, so that a flood from
+	// one source does not starve every other B4's 1/5 (issue 11 item 5).
+	// 0: a tenth of the ICMPv6 rate (at least 1); negative: no per-prefix
+	// limit.
+	ICMPv6RatePerPrefix int
 	// Filters are packet filters on both sides (Snabb's ingress and
 	// egress filters); nil filters pass everything.
 	Filters Filters
-	// Provisioners are the IPv6 addresses of provisioning systems allowed
-	// to use PCP THIRD_PARTY to manage a named B4's binding
-	// (PROTOCOL.md §8 item 4).
-	Provisioners []netip.Addr
+	// Provisioners are the prefixes of the provisioning systems allowed
+	// to manage a named B4's binding with PCP THIRD_PARTY over plain UDP to
+	// the AFTR (PROTOCOL.md §8 item 4, provision.go); PCP from anyone else
+	// that way gets no answer (RFC 6887 §13.1: the network between them
+	// must be trusted), and THIRD_PARTY inside a softwire is UNSUPP_OPTION.
+	Provisioners []netip.Prefix
+	// Announce sends unsolicited PCP ANNOUNCEs after a start without
+	// restored state or AnnounceStateLoss (RFC 6887 §14.1.3, announce.go):
+	// into the softwire of each B4 the AFTR hears from without a binding,
+	// and to AnnounceGroup.
+	Announce bool
+	// AnnounceGroup is an IPv6 multicast group on the access network
+	// (e.g. ff02::1) the ANNOUNCEs are also sent to, encapsulated; the zero
+	// Addr sends none.
+	AnnounceGroup netip.Addr
 	// QuotaPerPrefix caps the PCP bindings of all B4 addresses within one
 	// QuotaPrefixLen-bit IPv6 prefix (a subscriber's delegation), answered
 	// USER_EX_QUOTA past it (RFC 6887 §11.3 RECOMMENDS per-subscriber
@@ -181,6 +198,7 @@ func DefaultConfig() Config {
 		ICMPv4ErrorMaxLen:      576,
 		ICMPv6ErrorMaxLen:      1280,
 		ICMPRate:               100,
+		Announce:               true,
 	}
 }
 
@@ -225,6 +243,14 @@ func (c *Config) validate() error {
 				return fmt.Errorf("%w: pool %v overlaps pool %v (given twice?)", ErrConfig, p, q)
 			}
 		}
+	}
+	for _, p := range c.Provisioners {
+		if !p.IsValid() {
+			return fmt.Errorf("%w: provisioner prefix %v", ErrConfig, p)
+		}
+	}
+	if g := c.AnnounceGroup; g.IsValid() && (!g.Is6() || g.Is4In6() || !g.IsMulticast()) {
+		return fmt.Errorf("%w: AnnounceGroup %v is not an IPv6 multicast group", ErrConfig, g)
 	}
 	if c.IPv4Addr.IsValid() && !c.IPv4Addr.Is4() {
 		return fmt.Errorf("%w: IPv4Addr %v is not IPv4", ErrConfig, c.IPv4Addr)

@@ -79,6 +79,21 @@ const (
 
 	cDropMartianDstIPv4 // from a B4 to a special-purpose address (martianDst)
 	cDropMartianSrcIPv4 // from the Internet, from a special-purpose or a B4 address (martianSrc)
+
+	// PCP: who may ask (pcpserver.go, provision.go).
+	cDropPCPNotFromB4           // inner source not 192.0.0.2 (PROTOCOL.md §8 item 3)
+	cDropThirdPartyFromSoftwire // THIRD_PARTY inside a softwire (one B4 naming another)
+	cDropPCPUnauthorized        // PCP over plain IPv6 from no provisioning system
+	cInPCPProvision
+	cOutPCPProvision
+
+	// ANNOUNCE after state loss (announce.go).
+	cOutAnnounceUnicast
+	cOutAnnounceMulticast
+	cDropAnnounceTableFull
+	cDropAnnounceOverRate
+
+	cDropOverSourceRateLimitICMPv6 // one source prefix over its share (icmp.go)
 )
 
 var counterNames = []string{
@@ -148,4 +163,17 @@ var counterNames = []string{
 
 	cDropMartianDstIPv4: "drop-martian-dst-ipv4",
 	cDropMartianSrcIPv4: "drop-martian-src-ipv4",
+
+	cDropPCPNotFromB4:           "drop-pcp-not-from-b4-ipv4",
+	cDropThirdPartyFromSoftwire: "drop-pcp-third-party-from-softwire",
+	cDropPCPUnauthorized:        "drop-pcp-unauthorized-ipv6",
+	cInPCPProvision:             "in-pcp-provision",
+	cOutPCPProvision:            "out-pcp-provision",
+
+	cOutAnnounceUnicast:    "out-pcp-announce-unicast",
+	cOutAnnounceMulticast:  "out-pcp-announce-multicast",
+	cDropAnnounceTableFull: "drop-pcp-announce-table-full",
+	cDropAnnounceOverRate:  "drop-pcp-announce-over-rate-limit",
+
+	cDropOverSourceRateLimitICMPv6: "drop-over-source-rate-limit-icmpv6",
 }

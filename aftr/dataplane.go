@@ -312,6 +312,7 @@ func (a *AFTR) upstream(outer *packet.IPv6) {
 	if !a.table.CheckBR(outer.SrcAddr(), outer.DstAddr(), ip4.Src(), port) {
 		a.count.Count(cDropNoSourceSoftwire, len(outer.Packet))
 		a.sendICMPv6(packet.ICMPv6DstUnreachable, packet.ICMPv6CodeSourcePolicy, outer)
+		a.learnB4(outer)
 		return
 	}
 	// The traffic class (Config.DecapTOS). Only now: the ICMPv6 error

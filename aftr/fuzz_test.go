@@ -105,6 +105,15 @@ func checkAccessOut(t *testing.T, r *rig, p []byte) {
 				t.Fatalf("access: PCP reply (%v): % x", err, u.Data)
 			}
 		}
+	case packet.ProtoUDP:
+		// A PCP answer over plain IPv6: only ever to a provisioning system.
+		var u packet.UDP
+		if err := packet.ParseUDP6(&o, &u); err != nil || u.SrcPort != pcp.ServerPort || o.DstAddr() != tProv {
+			t.Fatalf("access: UDP (%v) from port %d to %v", err, u.SrcPort, o.DstAddr())
+		}
+		if m, err := pcp.Parse(u.Data); err != nil || !m.Response {
+			t.Fatalf("access: PCP answer (%v): % x", err, u.Data)
+		}
 	case packet.ProtoICMPv6:
 		var m packet.ICMPv6
 		if err := packet.ParseICMPv6(&o, &m); err != nil {

@@ -93,7 +93,7 @@ func testConfig() Config {
 	c := DefaultConfig()
 	c.Addr = tAFTR
 	c.Pools = []netip.Prefix{tPool}
-	c.Provisioners = []netip.Addr{tProv}
+	c.Provisioners = []netip.Prefix{netip.PrefixFrom(tProv, 128)}
 	return c
 }
 

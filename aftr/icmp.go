@@ -39,6 +39,60 @@ func (r *rateLimiter) allow() bool {
 	return true
 }
 
+// prefixLimiter is a token bucket per source /64 (a B4's subnet, RFC 4291
+// §2.5.4), each with rate tokens a second and as many in store. The table
+// is bounded: when full, buckets idle long enough to have refilled are
+// dropped (a new bucket starts full, so nothing changes for them); if none
+// is, the source is let through to the family's bucket, which still caps
+// the total.
+type prefixLimiter struct {
+	mu   sync.Mutex
+	rate float64
+	now  func() time.Time
+	m    map[[8]byte]*prefixBucket
+	max  int
+}
+
+type prefixBucket struct {
+	tokens float64
+	last   time.Time
+}
+
+const prefixLimiterMax = 4096
+
+func newPrefixLimiter(perSecond int, now func() time.Time) *prefixLimiter {
+	return &prefixLimiter{rate: float64(perSecond), now: now, m: map[[8]byte]*prefixBucket{}, max: prefixLimiterMax}
+}
+
+func (l *prefixLimiter) allow(src [16]byte) bool {
+	key := [8]byte(src[:8])
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.now()
+	b, ok := l.m[key]
+	if !ok {
+		if len(l.m) >= l.max {
+			for k, o := range l.m {
+				if t.Sub(o.last).Seconds()*l.rate >= l.rate {
+					delete(l.m, k)
+				}
+			}
+			if len(l.m) >= l.max {
+				return true
+			}
+		}
+		b = &prefixBucket{tokens: l.rate, last: t}
+		l.m[key] = b
+	}
+	b.tokens = min(l.rate, b.tokens+t.Sub(b.last).Seconds()*l.rate)
+	b.last = t
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
 // icmpChecksumOK checks the checksum of an ICMPv4 message.
 func icmpChecksumOK(m []byte) bool { return len(m) >= 8 && checksum.Checksum(m, 0) == 0xffff }
 
@@ -48,6 +102,12 @@ func icmpChecksumOK(m []byte) bool { return len(m) >= 8 && checksum.Checksum(m, 
 func (a *AFTR) sendICMPv6(typ, code uint8, outer *packet.IPv6) {
 	if !a.cfg.ICMPv6OnBindingFailure {
 		a.count.Count(cDropOutByPolicyICMPv6, len(outer.Packet))
+		return
+	}
+	// Per source prefix first: a flooding source spends only its own
+	// share and leaves the family's bucket to the other B4s.
+	if a.perSrc6 != nil && !a.perSrc6.allow(outer.Src) {
+		a.count.Count(cDropOverSourceRateLimitICMPv6, len(outer.Packet))
 		return
 	}
 	if !a.limiter6.allow() {

@@ -328,45 +328,6 @@ func TestPCPOneSetPerB4(t *testing.T) {
 	}
 }
 
-// PROTOCOL.md §8 item 4, RFC 6887 §13.1: THIRD_PARTY from anyone but a
-// configured provisioning system is UNSUPP_OPTION; a provisioning system
-// installs, renews and deletes the named B4's binding, which then works
-// for that B4 (and only it).
-func TestPCPThirdParty(t *testing.T) {
-	r := newRig(t, nil)
-	q := b4Req(1, 3600)
-	q.thirdParty = tB4B
-	if m := r.pcp(tB4A, q); m.Result != pcp.UnsuppOption {
-		t.Errorf("THIRD_PARTY from a B4: %v, want UNSUPP_OPTION", m.Result)
-	}
-	if n := len(r.a.Bindings()); n != 0 {
-		t.Fatalf("%d bindings after a refused THIRD_PARTY", n)
-	}
-
-	m := r.pcp(tProv, q)
-	ip, first, _ := granted(t, m)
-	if tp, ok, _ := m.ThirdParty(); !ok || tp != tB4B {
-		t.Errorf("THIRD_PARTY not echoed: %v %v", tp, ok)
-	}
-	if _, ok := r.binding(tB4B); !ok {
-		t.Fatalf("no binding for the named B4: %v", r.a.Bindings())
-	}
-	if _, ok := r.binding(tProv); ok {
-		t.Errorf("the provisioning system got a binding")
-	}
-	up := udp4(ip, tRemote, first, 53, 64, []byte("q"))
-	r.a.FromAccess(encap(tB4B, tAFTR, up))
-	r.oneInternet()
-
-	q.lifetime = 0
-	if m := r.pcp(tProv, q); m.Result != pcp.Success {
-		t.Errorf("THIRD_PARTY delete: %v", m.Result)
-	}
-	if _, ok := r.binding(tB4B); ok {
-		t.Errorf("binding survived the provisioner's delete")
-	}
-}
-
 // RFC 6887 §15: granted lifetimes are clamped to [LifetimeMin, LifetimeMax].
 func TestPCPLifetimeClamped(t *testing.T) {
 	r := newRig(t, nil)

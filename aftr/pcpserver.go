@@ -20,10 +20,13 @@ type pcpHandler AFTR
 func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 	a := (*AFTR)(h)
 	b4, ok := r.Client.(netip.Addr)
+	_, byProvisioner := r.Client.(provisioner)
 	if r.ThirdParty.IsValid() {
 		// The server core already checked that this client may use
-		// THIRD_PARTY; the named address is the B4 whose binding it is.
-		b4 = r.ThirdParty
+		// THIRD_PARTY (provision.go: only a provisioning system); the named
+		// address is the B4 whose binding it is. A provisioning system
+		// without THIRD_PARTY asks for nothing of its own: it is no B4.
+		b4, ok = r.ThirdParty, byProvisioner
 	}
 	if !ok || !b4.Is6() || b4.Is4In6() {
 		return pcp.Response{Result: pcp.NotAuthorized}
@@ -55,7 +58,8 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 	// RFC 6887 §11.3 Simple Threat Model: a request for an existing
 	// mapping with another nonce is refused for the mapping's remaining life.
 	if cur := a.table.ByB4(b4); len(cur) > 0 {
-		if n, ok := a.nonces[b4]; ok && n != m.Nonce {
+		// A provisioning system manages whatever binding the B4 has.
+		if n, ok := a.nonces[b4]; ok && n != m.Nonce && !byProvisioner {
 			// At least 1: 0 would become the 30-minute default (§7.4).
 			return pcp.Response{Result: pcp.NotAuthorized, Lifetime: max(remaining(cur[0], now), 1)}
 		}
@@ -87,7 +91,11 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 		a.log.Warn("PCP allocation failed", "b4", b4, "err", err)
 		return pcp.Response{Result: pcp.NoResources}
 	}
-	a.nonces[b4] = m.Nonce
+	if !byProvisioner {
+		// A binding a provisioning system installed is the B4's to renew
+		// with its own nonce, which its first request records.
+		a.nonces[b4] = m.Nonce
+	}
 	first, size := firstAndSize(b)
 	a.log.Info("binding", "b4", b4, "ipv4", b.IPv4, "ports", size, "first", first, "expires", b.Expires)
 	return pcp.Response{
@@ -137,6 +145,13 @@ func (a *AFTR) toSelf4(outer *packet.IPv6, ip4 packet.IPv4) {
 		a.count.Count(cDropToSelfIPv4, len(ip4))
 		return
 	}
+	// PROTOCOL.md §8 item 3: PCP comes from the B4 itself, 192.0.0.2; a
+	// LAN host's request NATed into the softwire (any other inner source)
+	// could otherwise take its own B4's binding with its own nonce.
+	if ip4.Src() != addrB4_4 {
+		a.count.Count(cDropPCPNotFromB4, len(ip4))
+		return
+	}
 	a.count.Count(cInPCP, len(ip4))
 	resp := a.pcp.Handle(u.Data, ip4.SrcAddr(), outer.SrcAddr())
 	if resp == nil {
@@ -148,10 +163,4 @@ func (a *AFTR) toSelf4(outer *packet.IPv6, ip4 packet.IPv4) {
 	out := packet.Encapsulate(b, packet.IPv6HeaderLen, outer.Dst, outer.Src, a.cfg.HopLimit)
 	a.count.Count(cOutPCP, len(out))
 	a.sendAccess(out)
-}
-
-// pcpOverIPv6 would serve PCP from provisioning systems over plain IPv6;
-// until then such packets are counted as an unknown protocol.
-func (a *AFTR) pcpOverIPv6(outer *packet.IPv6) {
-	a.count.Count(cDropUnknownProtocolIPv6, len(outer.Packet))
 }

@@ -15,7 +15,7 @@ func verify(t *testing.T, tb *Table) {
 	defer tb.mu.Unlock()
 	idx := map[b4Key]map[uint64]bool{}
 	prefixes := map[b4Key]int32{}
-	live := 0
+	live, reserved := 0, 0
 	tb.r.each(func(ip uint32, s *addrSet) {
 		n, nLow, nLive := 0, 0, 0
 		s.eachEntry(func(psid uint16, e *entry) {
@@ -37,7 +37,13 @@ func verify(t *testing.T, tb *Table) {
 				idx[v.owner()] = map[uint64]bool{}
 			}
 			idx[v.owner()][uint64(ip)<<16|uint64(psid)] = true
-			if !v.static() && tb.quotaBits > 0 {
+			if v.reserved() {
+				reserved++
+				if !v.held() || v.static() {
+					t.Errorf("%v psid %d: reserved but not a held dynamic slot", ip4(ip), psid)
+				}
+			}
+			if !v.static() && !v.reserved() && tb.quotaBits > 0 {
 				prefixes[prefixOf(v.owner(), tb.quotaBits)]++
 			}
 		})
@@ -49,6 +55,9 @@ func verify(t *testing.T, tb *Table) {
 		}
 		live += nLive
 	})
+	if reserved != tb.reserve.n || reserved > tb.reserve.max {
+		t.Errorf("reserved %d (max %d), recount %d", tb.reserve.n, tb.reserve.max, reserved)
+	}
 	if live != tb.nLive {
 		t.Errorf("nLive %d, recount %d", tb.nLive, live)
 	}

@@ -27,6 +27,12 @@ type PoolConfig struct {
 	// HoldDown keeps a released or expired block from other B4s (default
 	// 2 min, RFC 6887 §15); negative means none.
 	HoldDown time.Duration
+	// ReserveFor keeps a block reserved for its last owner this long after
+	// its hold-down ends (default 1 h; negative: none): newcomers take
+	// unreserved blocks first (reserve.go). MaxReserved bounds the
+	// reservations kept (default 1 << 20), the oldest evicted first.
+	ReserveFor  time.Duration
+	MaxReserved int
 	// QuotaPerPrefix, when > 0, caps the dynamic blocks (live or in
 	// hold-down) of all B4 addresses within one QuotaPrefixLen-bit IPv6
 	// prefix (default /64), so that a subscriber cannot drain the pool by
@@ -105,6 +111,7 @@ func NewPool(t *Table, cfg PoolConfig) (*Pool, error) {
 	}
 	p.br = br
 	t.holdDown = int64(p.cfg.HoldDown)
+	t.reserve.for_, t.reserve.max = int64(p.cfg.ReserveFor), p.cfg.MaxReserved
 	t.quotaBits = 0
 	if p.cfg.QuotaPerPrefix > 0 {
 		t.quotaBits = p.cfg.QuotaPrefixLen
@@ -178,6 +185,18 @@ func (p *Pool) configure() error {
 	case c.HoldDown < 0:
 		c.HoldDown = 0
 	}
+	switch {
+	case c.ReserveFor == 0:
+		c.ReserveFor = time.Hour
+	case c.ReserveFor < 0:
+		c.ReserveFor = 0
+	}
+	if c.MaxReserved == 0 {
+		c.MaxReserved = 1 << 20
+	}
+	if c.MaxReserved < 0 {
+		return fmt.Errorf("%w: MaxReserved %d", ErrInvalid, c.MaxReserved)
+	}
 	if c.QuotaPerPrefix < 0 {
 		return fmt.Errorf("%w: QuotaPerPrefix %d", ErrInvalid, c.QuotaPerPrefix)
 	}
@@ -209,9 +228,11 @@ func kOf(size int) uint8 { return uint8(16 - bits.TrailingZeros(uint(size))) }
 //     and ports, whatever was suggested or asked;
 //   - otherwise b4 gets a block of min(PortsPerB4, largest power of two
 //     ≤ req.Size) ports: the suggested block if it is free and not held
-//     down for another B4 (b4 may reclaim its own, RFC 6887 §15), else
-//     another block on the suggested address, else b4's own block still in
-//     hold-down, else the first free block in pool order (see Pool).
+//     down for another B4 (b4 may reclaim its own, RFC 6887 §15; another's
+//     reservation does not stop it), else another unreserved block on the
+//     suggested address, else b4's own block still in hold-down or
+//     reserved, else the first free unreserved block in pool order (see
+//     Pool), else the oldest reservation of another B4 (reserve.go).
 //
 // The lifetime is req.Lifetime clamped to [MinLifetime, MaxLifetime]. A
 // lifetime of 0 is a PCP delete: the caller routes it to Release, and here
@@ -270,6 +291,7 @@ func (p *Pool) Allocate(b4 netip.Addr, req Request) (Binding, error) {
 		}
 		v := slot{meta: flagPresent | uint32(p.br)<<16, hi: key.hi, lo: key.lo, exp: exp}
 		t.setSlot(ip, s, psid, v)
+		t.dropOtherReservations(key, uint64(ip)<<16|uint64(psid))
 		return t.binding(ip, s, psid, v)
 	}
 	if ip, s, psid, ok := p.suggested(req, k, key, nowNs, quotaOK); ok {
@@ -302,6 +324,9 @@ func (p *Pool) Allocate(b4 netip.Addr, req Request) (Binding, error) {
 		// now rather than refuse, at most once per state change.
 		t.sweep(nowNs)
 	}
+	if ip, s, psid, ok := p.takeReserved(k); ok {
+		return take(ip, s, psid), nil
+	}
 	return Binding{}, fmt.Errorf("%w: no %d-port block free in the pool", ErrNoResources, size)
 }
 
@@ -324,12 +349,12 @@ func (p *Pool) suggested(req Request, k uint8, key b4Key, now int64, quotaOK boo
 	lo, n := lowPSID(k), uint32(1)<<k
 	if req.SuggestedFirstPort != 0 {
 		psid := uint32(req.SuggestedFirstPort) >> (16 - k)
-		if psid >= lo && p.avail(s, uint16(psid), key, now, quotaOK) {
+		if psid >= lo && p.avail(s, uint16(psid), key, now, quotaOK, true) {
 			return ip, s, uint16(psid), true
 		}
 	}
 	for psid := lo; psid < n; psid++ {
-		if p.avail(s, uint16(psid), key, now, quotaOK) {
+		if p.avail(s, uint16(psid), key, now, quotaOK, false) {
 			return ip, s, uint16(psid), true
 		}
 	}
@@ -338,8 +363,9 @@ func (p *Pool) suggested(req Request, k uint8, key b4Key, now int64, quotaOK boo
 
 // avail reports whether b4 may take psid on s (nil: an empty address): it
 // is free, or b4's own (hold-down reclaim, RFC 6887 §15), or another's
-// whose lifetime and hold-down have both run out.
-func (p *Pool) avail(s *addrSet, psid uint16, key b4Key, now int64, quotaOK bool) bool {
+// whose lifetime and hold-down have both run out; another's reservation
+// only when exact (b4 named that very block) or ended.
+func (p *Pool) avail(s *addrSet, psid uint16, key b4Key, now int64, quotaOK, exact bool) bool {
 	var v slot
 	if s != nil {
 		v = s.slotAt(psid)
@@ -351,6 +377,8 @@ func (p *Pool) avail(s *addrSet, psid uint16, key b4Key, now int64, quotaOK bool
 		return false
 	case v.owner() == key:
 		return true
+	case v.reserved():
+		return quotaOK && (exact || now >= v.exp)
 	case v.held():
 		return quotaOK && now >= v.exp
 	}

@@ -324,7 +324,14 @@ func TestPoolExpiry(t *testing.T) {
 	if _, err := p.Release(b4(2)); err != nil {
 		t.Fatal(err)
 	}
+	// After the hold-down the block stays reserved for B4 2 (reserve.go),
+	// then the address is dropped.
 	c.Advance(2 * time.Minute)
+	p.Expire()
+	if s := tb.r.get(u32(ip)); s == nil || p.Reservations().Reserved != 1 {
+		t.Fatalf("no reservation after the hold-down: %+v", p.Reservations())
+	}
+	c.Advance(time.Hour)
 	p.Expire()
 	if s := tb.r.get(u32(ip)); s != nil {
 		t.Fatalf("empty address kept: %+v", s)

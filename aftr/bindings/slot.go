@@ -12,6 +12,10 @@ const (
 	flagPresent uint32 = 1 << 0 // the slot holds a binding or a hold-down record
 	flagStatic  uint32 = 1 << 1 // operator binding: never expires
 	flagHeld    uint32 = 1 << 2 // hold-down record, no longer a binding: exp is when the hold ends
+	// flagReserved (with flagHeld) marks a block kept for its last owner
+	// after its hold-down (or named by a journal): exp is when the
+	// reservation ends. Unlike a hold-down it is soft (reserve.go).
+	flagReserved uint32 = 1 << 3
 )
 
 // slot is one entry's value as a plain struct.
@@ -24,8 +28,11 @@ type slot struct {
 func (v slot) present() bool { return v.meta&flagPresent != 0 }
 func (v slot) static() bool  { return v.meta&flagStatic != 0 }
 func (v slot) held() bool    { return v.meta&flagHeld != 0 }
-func (v slot) br() uint16    { return uint16(v.meta >> 16) }
-func (v slot) owner() b4Key  { return b4Key{v.hi, v.lo} }
+func (v slot) reserved() bool {
+	return v.meta&flagReserved != 0
+}
+func (v slot) br() uint16   { return uint16(v.meta >> 16) }
+func (v slot) owner() b4Key { return b4Key{v.hi, v.lo} }
 
 // live reports whether the slot is a binding at time now (Unix ns).
 func (v slot) live(now int64) bool {

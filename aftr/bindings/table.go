@@ -91,6 +91,7 @@ type Table struct {
 	more      map[b4Key][]uint64 // further locs of B4s holding several
 	nLive     int
 	holdDown  int64 // ns; set by NewPool
+	reserve   reservations
 	nextSweep int64 // no dynamic entry changes state by itself before this
 	pool      *Pool
 
@@ -450,7 +451,12 @@ func (t *Table) account(s *addrSet, psid uint16, loc uint64, v slot, d int) {
 	} else {
 		t.idxDel(v.owner(), loc)
 	}
-	if !v.static() && t.quotaBits > 0 {
+	if v.reserved() {
+		t.reserve.n += d
+	}
+	// A reservation is the pool's memory, not the subscriber's use: it
+	// does not count against the quota.
+	if !v.static() && !v.reserved() && t.quotaBits > 0 {
 		p := prefixOf(v.owner(), t.quotaBits)
 		if n := t.perPrefix[p] + int32(d); n > 0 {
 			t.perPrefix[p] = n
@@ -556,8 +562,11 @@ func (t *Table) sweep(now int64) int {
 				}
 			}
 			if v.held() && now >= v.exp {
-				t.setSlot(ip, s, psid, slot{})
-				return
+				if !t.reserveAfterHold(ip, s, psid, v, now) {
+					t.setSlot(ip, s, psid, slot{})
+					return
+				}
+				v = s.slotAt(psid)
 			}
 			end := v.exp
 			if !v.held() {
@@ -567,5 +576,6 @@ func (t *Table) sweep(now int64) int {
 		})
 	})
 	t.nextSweep = next
+	t.trimReserved()
 	return n
 }

@@ -35,6 +35,11 @@ type options struct {
 	profile     string
 	quota       int
 	quotaLen    int
+	// Provisioning and failover (issue 7).
+	provisioners    []netip.Prefix
+	provisionListen string
+	announce        bool
+	announceGroup   netip.Addr
 	// changed records the flags given explicitly: they override what a
 	// --bindings file says.
 	changed map[string]bool
@@ -43,6 +48,7 @@ type options struct {
 
 const usage = `Usage: lw4o6-aftr [flags]
        lw4o6-aftr check --help
+       lw4o6-aftr provision --help
 
 The lwAFTR of Lightweight 4over6 (RFC 7596), provisioning B4s by PCP: B4s
 send PCP MAP + PORT_SET through their softwire to 192.0.0.1; the AFTR
@@ -88,6 +94,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.quotaLen, "quota-prefix-len", 56, "subscriber prefix length the quota counts by (a typical delegation: /56)")
 	fs.StringVar(&o.bindings, "bindings", "", "static bindings and interface settings from a Snabb lwAFTR softwire-config `FILE`, read as is (explicit flags override its settings)")
 	fs.StringVar(&o.profile, "profile", "rfc", "knob set: rfc (RFC-sound defaults) or snabb (behave as Snabb lwAFTR: hop limit 255, its TTL and ICMP choices, sequential fragment IDs)")
+	provisioners := fs.StringArray("provisioner", nil, "`PREFIX` of provisioning systems allowed to manage a named B4's binding with PCP THIRD_PARTY over plain UDP to port 5351 (repeatable; RFC 6887 §13.1: trusted networks only); others get no answer")
+	fs.StringVar(&o.provisionListen, "provision-listen", "", "host UDP socket `ADDR:PORT` (e.g. [2001:db8::1]:5351) answering provisioning systems; off by default (the udp underlay also carries their PCP)")
+	fs.BoolVar(&o.announce, "announce", true, "after a start without restored state: reset the PCP Epoch and send ANNOUNCE to B4s that turn up without a binding and to --announce-group (RFC 6887 §14.1.3)")
+	announceGroup := fs.String("announce-group", "", "IPv6 multicast `GROUP` on the access network (e.g. ff02::1) the ANNOUNCEs also go to")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -108,6 +118,32 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.quotaLen < 1 || o.quotaLen > 128 {
 		return nil, fmt.Errorf("--quota-prefix-len %d: want 1 to 128", o.quotaLen)
+	}
+	for _, s := range *provisioners {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("--provisioner %q: want a prefix such as 2001:db8:ff::/64 or an address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		o.provisioners = append(o.provisioners, p.Masked())
+	}
+	if o.provisionListen != "" {
+		if len(o.provisioners) == 0 {
+			return nil, errors.New("--provision-listen needs --provisioner PREFIX: nobody would be answered")
+		}
+		if _, err := netip.ParseAddrPort(o.provisionListen); err != nil {
+			return nil, fmt.Errorf("--provision-listen %q: want ADDR:PORT such as [2001:db8::1]:5351", o.provisionListen)
+		}
+	}
+	if *announceGroup != "" {
+		g, err := netip.ParseAddr(*announceGroup)
+		if err != nil || !g.Is6() || !g.IsMulticast() {
+			return nil, fmt.Errorf("--announce-group %q: want an IPv6 multicast group such as ff02::1", *announceGroup)
+		}
+		o.announceGroup = g
 	}
 	if o.profile != "rfc" && o.profile != "snabb" {
 		return nil, fmt.Errorf("--profile %q: want rfc or snabb", o.profile)

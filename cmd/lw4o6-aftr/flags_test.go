@@ -24,6 +24,10 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--ipv6", "2001:db8::1", "--pool", "192.0.2.0/30", "--ipv4-side", "wifi"}, "--ipv4-side"},
 		{[]string{"--ipv6", "2001:db8::1", "--pool", "192.0.2.0/30", "--profile", "cisco"}, "--profile"},
 		{[]string{"--ipv6", "2001:db8::1", "--pool", "192.0.2.0/30", "--egress-allow-loopback", "--ipv4-side", "tun:x"}, "--egress-allow-loopback"},
+		{[]string{"--ipv6", "2001:db8::1", "--pool", "192.0.2.0/30", "--provisioner", "nobody"}, "--provisioner"},
+		{[]string{"--ipv6", "2001:db8::1", "--pool", "192.0.2.0/30", "--provision-listen", "[::1]:5351"}, "--provisioner"},
+		{[]string{"--ipv6", "2001:db8::1", "--pool", "192.0.2.0/30", "--provisioner", "::1", "--provision-listen", "::1"}, "--provision-listen"},
+		{[]string{"--ipv6", "2001:db8::1", "--pool", "192.0.2.0/30", "--announce-group", "2001:db8::5"}, "--announce-group"},
 		{[]string{"--bogus"}, "bogus"},
 	} {
 		var out, errb bytes.Buffer
@@ -78,5 +82,28 @@ func TestBindingsFileApplied(t *testing.T) {
 	}
 	if cfg.ICMPv6OnBindingFailure {
 		t.Error("--icmp-on-fail=false did not override the file")
+	}
+}
+
+// The provisioning and failover flags reach the AFTR's configuration.
+func TestProvisioningFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--ipv6", "2001:db8::1", "--pool", "192.0.2.0/30", "--provisioner", "2001:db8:ff::/64",
+		"--provisioner", "2001:db8:fe::7", "--provision-listen", "[::1]:5351", "--announce=false", "--announce-group", "ff02::1"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := buildConfig(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Provisioners) != 2 || cfg.Provisioners[0].String() != "2001:db8:ff::/64" || cfg.Provisioners[1].String() != "2001:db8:fe::7/128" {
+		t.Errorf("provisioners %v", cfg.Provisioners)
+	}
+	if cfg.Announce || cfg.AnnounceGroup.String() != "ff02::1" || o.provisionListen != "[::1]:5351" {
+		t.Errorf("announce %v group %v listen %q", cfg.Announce, cfg.AnnounceGroup, o.provisionListen)
+	}
+	o, _ = parseFlags([]string{"--ipv6", "2001:db8::1", "--pool", "192.0.2.0/30"}, &bytes.Buffer{})
+	if cfg, _ := buildConfig(o); !cfg.Announce || cfg.AnnounceGroup.IsValid() || len(cfg.Provisioners) != 0 {
+		t.Errorf("defaults: announce %v group %v provisioners %v", cfg.Announce, cfg.AnnounceGroup, cfg.Provisioners)
 	}
 }

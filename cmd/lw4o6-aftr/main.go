@@ -22,6 +22,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "check" {
 		return runCheck(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "provision" {
+		return runProvision(args[1:], stdout, stderr)
+	}
 	return cli.Daemon("lw4o6-aftr", args, stdout, stderr, func(args []string, stderr io.Writer) (*options, slog.Level, error) {
 		o, err := parseFlags(args, stderr)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -82,6 +83,21 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); devlink.Pump(access, a.FromAccess, log) }()
+	if o.provisionListen != "" {
+		pc, err := net.ListenPacket("udp", o.provisionListen)
+		if err != nil {
+			return fmt.Errorf("--provision-listen: %w", err)
+		}
+		closers = append(closers, func() { pc.Close() })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.ServeProvisioning(ctx, pc); err != nil {
+				log.Error("provisioning socket failed", "err", err)
+			}
+		}()
+		log.Info("answering provisioning systems", "listen", pc.LocalAddr(), "provisioners", o.provisioners)
+	}
 	stopDump := dumpCountersOnSignal(a, stdout)
 	defer stopDump()
 	fmt.Fprintf(stdout, "AFTR %v serving PCP at 192.0.0.1:5351 through the softwires; pools %v, %d ports per B4\n", cfg.Addr, cfg.Pools, cfg.PortsPerB4)
@@ -114,6 +130,8 @@ func buildConfig(o *options) (aftr.Config, error) {
 	cfg.PortsPerB4 = o.portsPerB4
 	cfg.LifetimeMin, cfg.LifetimeMax = o.lifetimeMin, o.lifetimeMax
 	cfg.QuotaPerPrefix, cfg.QuotaPrefixLen = o.quota, o.quotaLen
+	cfg.Provisioners = o.provisioners
+	cfg.Announce, cfg.AnnounceGroup = o.announce, o.announceGroup
 	if o.bindings == "" || o.changed["icmp-on-fail"] {
 		cfg.ICMPv6OnBindingFailure = o.icmpOnFail
 	}
