@@ -77,6 +77,8 @@ const (
 	cOutICMPv6Echo
 
 	cDropMartianDstIPv4 // from a B4 to 0/8, 127/8 or 240/4 (255.255.255.255)
+
+	cDropPCPUnjournaled // a PCP answer withheld: its change could not be made durable
 )
 
 var counterNames = []string{
@@ -144,4 +146,6 @@ var counterNames = []string{
 	cOutICMPv6Echo:           "out-icmpv6-echo-reply",
 
 	cDropMartianDstIPv4: "drop-martian-dst-ipv4",
+
+	cDropPCPUnjournaled: "drop-unjournaled-pcp",
 }

@@ -3,7 +3,6 @@ package aftr
 import (
 	"errors"
 	"math"
-	"net/netip"
 	"time"
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
@@ -19,7 +18,7 @@ type pcpHandler AFTR
 // Map implements pcp.Handler.
 func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 	a := (*AFTR)(h)
-	b4, ok := r.Client.(netip.Addr)
+	b4, ok := clientAddr(r.Client)
 	if r.ThirdParty.IsValid() {
 		// The server core already checked that this client may use
 		// THIRD_PARTY; the named address is the B4 whose binding it is.
@@ -60,6 +59,10 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 			return pcp.Response{Result: pcp.NotAuthorized, Lifetime: max(remaining(cur[0], now), 1)}
 		}
 	}
+	if !a.journalReady(r.Client) {
+		// Nothing changed; toSelf4 sends no answer (the B4 retransmits).
+		return pcp.Response{Result: pcp.NoResources}
+	}
 	if r.Message.Lifetime == 0 {
 		// Delete (RFC 6887 §15.1; RFC 7753 §4.2: the whole set). Deleting
 		// nothing succeeds too, so retransmissions get the same answer.
@@ -67,6 +70,7 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 			return pcp.Response{Result: pcp.NotAuthorized}
 		} else if ok {
 			a.log.Info("binding deleted by PCP", "b4", b4)
+			a.journalDelete(r.Client, b4)
 		}
 		delete(a.nonces, b4)
 		return pcp.Response{Result: pcp.Success}
@@ -88,6 +92,7 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 		return pcp.Response{Result: pcp.NoResources}
 	}
 	a.nonces[b4] = m.Nonce
+	a.journalPut(r.Client, b, m.Nonce)
 	first, size := firstAndSize(b)
 	a.log.Info("binding", "b4", b4, "ipv4", b.IPv4, "ports", size, "first", first, "expires", b.Expires)
 	return pcp.Response{
@@ -138,16 +143,20 @@ func (a *AFTR) toSelf4(outer *packet.IPv6, ip4 packet.IPv4) {
 		return
 	}
 	a.count.Count(cInPCP, len(ip4))
-	resp := a.pcp.Handle(u.Data, ip4.SrcAddr(), outer.SrcAddr())
+	call := &pcpCall{b4: outer.SrcAddr()}
+	resp := a.pcp.Handle(u.Data, ip4.SrcAddr(), call)
 	if resp == nil {
 		a.count.Count(cDropPCPMalformed, len(ip4))
+		return
+	}
+	if call.unjournaled {
+		a.count.Count(cDropPCPUnjournaled, len(ip4))
 		return
 	}
 	b := packet.AppendUDP4(nil, packet.IPv6HeaderLen, addrAFTR4, ip4.Src(), pcpServerPort, u.SrcPort, 64, resp)
 	// From the address the B4 sent to: any of the AFTR's.
 	out := packet.Encapsulate(b, packet.IPv6HeaderLen, outer.Dst, outer.Src, a.cfg.HopLimit)
-	a.count.Count(cOutPCP, len(out))
-	a.sendAccess(out)
+	a.answerPCP(out)
 }
 
 // pcpOverIPv6 would serve PCP from provisioning systems over plain IPv6;
