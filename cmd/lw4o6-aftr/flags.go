@@ -35,6 +35,7 @@ type options struct {
 	profile     string
 	quota       int
 	quotaLen    int
+	stateDir    string
 	// changed records the flags given explicitly: they override what a
 	// --bindings file says.
 	changed map[string]bool
@@ -83,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.quotaLen, "quota-prefix-len", 56, "subscriber prefix length the quota counts by (a typical delegation: /56)")
 	fs.StringVar(&o.bindings, "bindings", "", "static bindings and interface settings from a Snabb lwAFTR softwire-config `FILE`, read as is (explicit flags override its settings)")
 	fs.StringVar(&o.profile, "profile", "rfc", "knob set: rfc (RFC-sound defaults) or snabb (behave as Snabb lwAFTR: hop limit 255, its TTL and ICMP choices, sequential fragment IDs)")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`DIR` of the binding journal: PCP bindings survive a restart (\"\": no journal, a restart loses them)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {

@@ -78,7 +78,7 @@ func TestUnprivilegedDaemons(t *testing.T) {
 
 	aftrOut := start(t, dir+"/lw4o6-aftr", "--ipv6", "2001:db8::1", "--underlay", "udp",
 		"--underlay-listen", fmt.Sprintf("127.0.0.1:%d", under), "--ipv4-side", "host", "--egress-allow-loopback",
-		"--pool", "192.0.2.0/30", "--ports-per-b4", "4096")
+		"--pool", "192.0.2.0/30", "--ports-per-b4", "4096", "--state-dir", dir+"/aftr-state")
 	daemon.WaitLine(t, aftrOut, "AFTR ")
 	b4Out := start(t, dir+"/lw4o6-b4", "--aftr", "2001:db8::1", "--ipv6", "2001:db8:b4::1", "--underlay", "udp",
 		"--underlay-peer", fmt.Sprintf("127.0.0.1:%d", under), "--socks5", fmt.Sprintf("127.0.0.1:%d", socks), "--nonce-file", "none")
