@@ -25,6 +25,7 @@ func (a *AFTR) openJournal() (time.Time, error) {
 	}
 	a.journal = j
 	restored, skipped := 0, 0
+	a.table.Grow(st.Live)
 	for e := range st.Bindings() {
 		if e.Binding.Static {
 			continue // the configuration says which static bindings exist

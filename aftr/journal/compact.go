@@ -49,7 +49,9 @@ func (j *Journal) maybeCompact() {
 // snapshot and removes segs. It reads from disk only: the live state is the
 // AFTR's, and the committer goes on appending to later segments.
 func (j *Journal) compact(segs []segment) (int64, error) {
-	s := newState(j.cfg.MaxBindings)
+	// Sized for the snapshot's bindings and a quarter more: the segments
+	// are mostly renewals of bindings it holds.
+	s := newState(j.cfg.MaxBindings, int(j.snapBytes/(headerLen+putLen))*5/4+1024)
 	if _, err := os.Lstat(j.path(snapshotName)); err == nil {
 		if _, _, err := readSnapshot(j.path(snapshotName), s); err != nil {
 			return 0, err

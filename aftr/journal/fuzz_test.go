@@ -25,7 +25,7 @@ func FuzzReplay(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := append(append([]byte(nil), logMagic[:]...), data...)
-		s := newState(1 << 10)
+		s := newState(1<<10, 0)
 		var again []byte
 		res, fatal := readRecords(bytes.NewReader(in), logMagic, func(r *Record) error {
 			if err := s.apply(r); err != nil {

@@ -273,7 +273,15 @@ func (j *Journal) replay() (*State, error) {
 		return nil, err
 	}
 	st := &State{}
-	s := newState(j.cfg.MaxBindings)
+	// Size the state for the records the files can hold: a snapshot and
+	// segments are mostly KindPut records of distinct B4s.
+	var total int64
+	for _, name := range append([]string{snapshotName}, mapSlice(segs, segName)...) {
+		if fi, err := os.Lstat(j.path(name)); err == nil {
+			total += fi.Size()
+		}
+	}
+	s := newState(j.cfg.MaxBindings, int(total/(headerLen+putLen)))
 	var next uint64
 	if hasSnap {
 		n, size, err := readSnapshot(j.path(snapshotName), s)
@@ -291,7 +299,7 @@ func (j *Journal) replay() (*State, error) {
 				}
 			}
 			j.seq = lastOr(segs, 0)
-			st.s = newState(j.cfg.MaxBindings)
+			st.s = newState(j.cfg.MaxBindings, 0)
 			return st, nil
 		}
 		next, j.snapBytes = n, size

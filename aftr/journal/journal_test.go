@@ -198,7 +198,7 @@ func TestRoundTrip(t *testing.T) {
 
 // stateOf builds a state from entries, for want.
 func stateOf(m map[netip.Addr]Entry) *state {
-	s := newState(1 << 20)
+	s := newState(1<<20, 0)
 	for _, e := range m {
 		s.apply(&Record{Kind: KindPut, Binding: e.Binding, Nonce: e.Nonce})
 	}

@@ -78,8 +78,13 @@ type state struct {
 // ErrTooMany: the journal holds more bindings than Config.MaxBindings.
 var ErrTooMany = errors.New("journal: too many bindings")
 
-func newState(max int) *state {
-	return &state{dyn: map[[16]byte]int32{}, static: map[staticKey]int32{}, max: max}
+// newState returns an empty state for up to max bindings, sized for about
+// hint of them (growing a map of a million keys costs more than reading
+// them).
+func newState(max, hint int) *state {
+	hint = min(max, hint)
+	return &state{dyn: make(map[[16]byte]int32, hint), static: map[staticKey]int32{},
+		entries: make([]entry, 0, hint), max: max}
 }
 
 // apply applies one decoded record (not kindNext or kindEnd).
