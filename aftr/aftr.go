@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
+	"github.com/lw4o6/lw4o6/aftr/journal"
 	"github.com/lw4o6/lw4o6/stack/counter"
 	"github.com/lw4o6/lw4o6/stack/frag"
 	"github.com/lw4o6/lw4o6/stack/pcp"
@@ -73,6 +74,9 @@ type AFTR struct {
 
 	mu     sync.Mutex
 	nonces map[netip.Addr][12]byte // per B4: the nonce that owns its mapping (RFC 6887 §11.3 Simple Threat Model)
+
+	journal  *journal.Journal // nil without StateDir (journal.go)
+	restored bool
 }
 
 // New builds an AFTR. access carries IPv6 to and from the B4s; internet
@@ -154,12 +158,25 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 	// The table holds them now: a copy kept in a.cfg would double a large
 	// table's memory (a million bindings: ~100 MiB of pointers for the GC).
 	a.cfg.Static = nil
+	var epochStart time.Time
+	if cfg.StateDir != "" {
+		start, err := a.openJournal()
+		if err != nil {
+			return nil, fmt.Errorf("%w: StateDir: %w", ErrConfig, err)
+		}
+		epochStart = start
+	}
 	a.pcp = pcp.NewServer(pcp.ServerConfig{
 		Handler:           (*pcpHandler)(a),
 		Now:               a.now,
 		Logger:            a.log,
 		ThirdPartyAllowed: a.thirdPartyAllowed,
+		EpochStart:        epochStart,
 	})
+	if err := a.journalEpoch(); err != nil {
+		a.journal.Close()
+		return nil, fmt.Errorf("aftr: journal: %w", err)
+	}
 	return a, nil
 }
 
@@ -194,8 +211,10 @@ func (a *AFTR) Expire() int {
 	if a.pool == nil {
 		return 0
 	}
+	now := a.now()
 	n := a.pool.Expire()
 	if n > 0 {
+		a.journalExpire(now)
 		a.log.Info("bindings expired", "count", n)
 	}
 	a.pruneNonces()
@@ -278,6 +297,9 @@ func (a *AFTR) RemoveBinding(b4 netip.Addr) bool {
 	a.mu.Lock()
 	ok, _ := a.pool.Release(b4)
 	delete(a.nonces, b4)
+	if ok {
+		a.journalDelete(nil, b4)
+	}
 	a.mu.Unlock()
 	if ok {
 		a.log.Info("binding removed", "b4", b4)

@@ -80,6 +80,10 @@ func newAnnouncer(now func() time.Time) *announcer {
 // restored; an operator or a test may call it at any time.
 func (a *AFTR) AnnounceStateLoss() {
 	a.pcp.ResetEpoch()
+	// A restart after this continues the new Epoch, not the old one.
+	if err := a.journalEpoch(); err != nil {
+		a.log.Error("journal: new Epoch not recorded", "err", err)
+	}
 	if !a.cfg.Announce {
 		return
 	}

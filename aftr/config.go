@@ -172,6 +172,11 @@ type Config struct {
 	// do. Only for a lab whose Internet side is the host's own loopback
 	// (the daemon's --egress-allow-loopback).
 	ForwardToLoopback bool
+	// StateDir is the directory of the binding journal: every change of
+	// a PCP binding is made durable there before its answer leaves, and New
+	// replays it, so a restart loses no binding and the PCP Epoch continues
+	// (RFC 6887 §8.5). "": no journal (a restart loses every PCP binding).
+	StateDir string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives the AFTR's log; nil discards it.

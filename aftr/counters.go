@@ -94,6 +94,8 @@ const (
 	cDropAnnounceOverRate
 
 	cDropOverSourceRateLimitICMPv6 // one source prefix over its share (icmp.go)
+
+	cDropPCPUnjournaled // a PCP answer withheld: its change could not be made durable
 )
 
 var counterNames = []string{
@@ -176,4 +178,6 @@ var counterNames = []string{
 	cDropAnnounceOverRate:  "drop-pcp-announce-over-rate-limit",
 
 	cDropOverSourceRateLimitICMPv6: "drop-over-source-rate-limit-icmpv6",
+
+	cDropPCPUnjournaled: "drop-unjournaled-pcp",
 }

@@ -3,7 +3,6 @@ package aftr
 import (
 	"errors"
 	"math"
-	"net/netip"
 	"time"
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
@@ -19,7 +18,7 @@ type pcpHandler AFTR
 // Map implements pcp.Handler.
 func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 	a := (*AFTR)(h)
-	b4, ok := r.Client.(netip.Addr)
+	b4, ok := clientAddr(r.Client)
 	_, byProvisioner := r.Client.(provisioner)
 	if r.ThirdParty.IsValid() {
 		// The server core already checked that this client may use
@@ -64,6 +63,10 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 			return pcp.Response{Result: pcp.NotAuthorized, Lifetime: max(remaining(cur[0], now), 1)}
 		}
 	}
+	if !a.journalReady(r.Client) {
+		// Nothing changed; toSelf4 sends no answer (the B4 retransmits).
+		return pcp.Response{Result: pcp.NoResources}
+	}
 	if r.Message.Lifetime == 0 {
 		// Delete (RFC 6887 §15.1; RFC 7753 §4.2: the whole set). Deleting
 		// nothing succeeds too, so retransmissions get the same answer.
@@ -71,6 +74,7 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 			return pcp.Response{Result: pcp.NotAuthorized}
 		} else if ok {
 			a.log.Info("binding deleted by PCP", "b4", b4)
+			a.journalDelete(r.Client, b4)
 		}
 		delete(a.nonces, b4)
 		return pcp.Response{Result: pcp.Success}
@@ -96,6 +100,9 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 		// with its own nonce, which its first request records.
 		a.nonces[b4] = m.Nonce
 	}
+	// The journal keeps the owner's nonce (none yet for a binding a
+	// provisioning system installed), never the provisioning system's.
+	a.journalPut(r.Client, b, a.nonces[b4])
 	first, size := firstAndSize(b)
 	a.log.Info("binding", "b4", b4, "ipv4", b.IPv4, "ports", size, "first", first, "expires", b.Expires)
 	return pcp.Response{
@@ -153,14 +160,18 @@ func (a *AFTR) toSelf4(outer *packet.IPv6, ip4 packet.IPv4) {
 		return
 	}
 	a.count.Count(cInPCP, len(ip4))
-	resp := a.pcp.Handle(u.Data, ip4.SrcAddr(), outer.SrcAddr())
+	call := &pcpCall{b4: outer.SrcAddr()}
+	resp := a.pcp.Handle(u.Data, ip4.SrcAddr(), call)
 	if resp == nil {
 		a.count.Count(cDropPCPMalformed, len(ip4))
+		return
+	}
+	if call.unjournaled {
+		a.count.Count(cDropPCPUnjournaled, len(ip4))
 		return
 	}
 	b := packet.AppendUDP4(nil, packet.IPv6HeaderLen, addrAFTR4, ip4.Src(), pcpServerPort, u.SrcPort, 64, resp)
 	// From the address the B4 sent to: any of the AFTR's.
 	out := packet.Encapsulate(b, packet.IPv6HeaderLen, outer.Dst, outer.Src, a.cfg.HopLimit)
-	a.count.Count(cOutPCP, len(out))
-	a.sendAccess(out)
+	a.answerPCP(out)
 }

@@ -46,7 +46,7 @@ func (a *AFTR) thirdPartyAllowed(client any) bool {
 	switch client.(type) {
 	case provisioner:
 		return true
-	case netip.Addr:
+	case netip.Addr, *pcpCall:
 		// One B4 naming another through its softwire: refused (the
 		// server answers UNSUPP_OPTION), counted. The request's size is
 		// not known here, so only packets count.
@@ -60,7 +60,22 @@ func (a *AFTR) thirdPartyAllowed(client any) bool {
 // and port it was sent to; nil means drop (counted): src is not an
 // authorised provisioning system, or the request is one RFC 6887 §8.2 says
 // to drop silently.
+//
+// The answer is returned once the change it reports is durable in the
+// journal (Config.StateDir): Provision waits for the fsync.
 func (a *AFTR) Provision(req []byte, src netip.Addr) []byte {
+	resp := a.provision(req, src)
+	if resp != nil && a.journal != nil {
+		if err := a.journal.Sync(); err != nil {
+			a.count.Count(cDropPCPUnjournaled, len(resp))
+			return nil
+		}
+	}
+	return resp
+}
+
+// provision is Provision without waiting for the journal.
+func (a *AFTR) provision(req []byte, src netip.Addr) []byte {
 	src = src.Unmap().WithZone("")
 	if !a.isProvisioner(src) {
 		a.count.Count(cDropPCPUnauthorized, len(req))
@@ -85,11 +100,13 @@ func (a *AFTR) pcpOverIPv6(outer *packet.IPv6) {
 		a.count.Count(cDropUnknownProtocolIPv6, len(outer.Packet))
 		return
 	}
-	resp := a.Provision(u.Data, outer.SrcAddr())
+	resp := a.provision(u.Data, outer.SrcAddr())
 	if resp == nil {
 		return
 	}
-	a.sendAccess(packet.UDP6(outer.Dst, outer.Src, pcpServerPort, u.SrcPort, a.cfg.HopLimit, resp))
+	// Sent once the journal has the change, without holding up the
+	// data path (answerPCP).
+	a.answerPCP(packet.UDP6(outer.Dst, outer.Src, pcpServerPort, u.SrcPort, a.cfg.HopLimit, resp))
 }
 
 // ServeProvisioning answers provisioning systems on conn (a host UDP

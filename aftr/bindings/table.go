@@ -320,6 +320,19 @@ func (t *Table) Restore(b Binding) error {
 	return nil
 }
 
+// Grow makes room in the B4 index for n more bindings, before n Restores
+// (a journal replayed at start): growing a map of a million keys one
+// doubling at a time costs more than the inserts.
+func (t *Table) Grow(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := make(map[b4Key]uint64, len(t.byB4)+n)
+	for k, v := range t.byB4 {
+		m[k] = v
+	}
+	t.byB4 = m
+}
+
 // Remove deletes every dynamic binding of b4 at once, without hold-down
 // (tests, operator), and returns how many live ones it removed. Hold-down
 // records of b4 are dropped too; static bindings stay.

@@ -40,6 +40,7 @@ type options struct {
 	provisionListen string
 	announce        bool
 	announceGroup   netip.Addr
+	stateDir        string
 	// changed records the flags given explicitly: they override what a
 	// --bindings file says.
 	changed map[string]bool
@@ -98,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.provisionListen, "provision-listen", "", "host UDP socket `ADDR:PORT` (e.g. [2001:db8::1]:5351) answering provisioning systems; off by default (the udp underlay also carries their PCP)")
 	fs.BoolVar(&o.announce, "announce", true, "after a start without restored state: reset the PCP Epoch and send ANNOUNCE to B4s that turn up without a binding and to --announce-group (RFC 6887 §14.1.3)")
 	announceGroup := fs.String("announce-group", "", "IPv6 multicast `GROUP` on the access network (e.g. ff02::1) the ANNOUNCEs also go to")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`DIR` of the binding journal: PCP bindings survive a restart (\"\": no journal, a restart loses them)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {

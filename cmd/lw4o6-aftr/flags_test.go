@@ -107,3 +107,37 @@ func TestProvisioningFlags(t *testing.T) {
 		t.Errorf("defaults: announce %v group %v provisioners %v", cfg.Announce, cfg.AnnounceGroup, cfg.Provisioners)
 	}
 }
+
+// --state-dir defaults to systemd's $STATE_DIRECTORY, then the XDG state
+// directory, then ~/.local/state; "" turns the journal off.
+func TestStateDirDefault(t *testing.T) {
+	base := []string{"--ipv6", "2001:db8::1", "--pool", "192.0.2.0/30"}
+	parse := func(args ...string) string {
+		t.Helper()
+		o, err := parseFlags(append(base, args...), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.stateDir
+	}
+	t.Setenv("STATE_DIRECTORY", "/var/lib/lw4o6-aftr:/var/lib/other")
+	if d := parse(); d != "/var/lib/lw4o6-aftr" {
+		t.Errorf("with STATE_DIRECTORY: %q", d)
+	}
+	t.Setenv("STATE_DIRECTORY", "")
+	t.Setenv("XDG_STATE_HOME", "/xdg/state")
+	if d := parse(); d != filepath.Join("/xdg/state", "lw4o6-aftr") {
+		t.Errorf("with XDG_STATE_HOME: %q", d)
+	}
+	t.Setenv("XDG_STATE_HOME", "")
+	t.Setenv("HOME", "/home/op")
+	if d := parse(); d != filepath.Join("/home/op", ".local", "state", "lw4o6-aftr") {
+		t.Errorf("with HOME: %q", d)
+	}
+	if d := parse("--state-dir", ""); d != "" {
+		t.Errorf(`--state-dir "": %q`, d)
+	}
+	if d := parse("--state-dir", "/srv/j"); d != "/srv/j" {
+		t.Errorf("--state-dir /srv/j: %q", d)
+	}
+}

@@ -37,6 +37,12 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	}
 	cfg.Logger = log
 	cfg.ForwardToLoopback = o.loopback
+	cfg.StateDir = o.stateDir
+	if o.stateDir == "" {
+		log.Warn("no binding journal (--state-dir \"\" or no state directory found): a restart loses every PCP binding")
+	} else {
+		log.Info("binding journal", "state-dir", o.stateDir)
+	}
 
 	// The Internet side is chosen before the AFTR exists; its packets reach
 	// the AFTR through this indirection once it does.
@@ -103,6 +109,9 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	fmt.Fprintf(stdout, "AFTR %v serving PCP at 192.0.0.1:5351 through the softwires; pools %v, %d ports per B4\n", cfg.Addr, cfg.Pools, cfg.PortsPerB4)
 	log.Info("AFTR starting", "ipv6", cfg.Addr, "underlay", o.underlay, "ipv4-side", o.ipv4Side)
 	err = a.Run(ctx)
+	if cerr := a.Close(); cerr != nil {
+		log.Error("closing the binding journal", "err", cerr)
+	}
 	logCounters(a, log)
 	return err
 }

@@ -30,6 +30,12 @@ func (e *epochClock) epoch() uint32 {
 	return uint32(int64(d / time.Second))
 }
 
+func (e *epochClock) startTime() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.start
+}
+
 // reset restarts the count at 0: the server MUST do so when it loses its
 // mappings or its external address changes (RFC 6887 §8.5).
 func (e *epochClock) reset() {

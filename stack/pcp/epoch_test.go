@@ -1,6 +1,9 @@
 package pcp
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestEpochValid(t *testing.T) {
 	cases := []struct {
@@ -50,5 +53,26 @@ func TestEpochCheckSequence(t *testing.T) {
 		if got := e.check(s.server, s.client); got != s.want {
 			t.Fatalf("%s: check(%d, %d) = %v", s.why, s.server, s.client, got)
 		}
+	}
+}
+
+// RFC 6887 §8.5: a server restarted with its state continues its Epoch from
+// the recorded start instead of 0; ResetEpoch starts it again.
+func TestServerEpochStart(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	s := NewServer(ServerConfig{Now: clock, EpochStart: now.Add(-1000 * time.Second)})
+	if e := s.Epoch(); e != 1000 {
+		t.Errorf("Epoch %d, want 1000 from the recorded start", e)
+	}
+	if !s.EpochStart().Equal(now.Add(-1000 * time.Second)) {
+		t.Errorf("EpochStart %v", s.EpochStart())
+	}
+	s.ResetEpoch()
+	if e := s.Epoch(); e != 0 || !s.EpochStart().Equal(now) {
+		t.Errorf("after reset: Epoch %d start %v", e, s.EpochStart())
+	}
+	if e := NewServer(ServerConfig{Now: clock}).Epoch(); e != 0 {
+		t.Errorf("fresh server Epoch %d", e)
 	}
 }

@@ -80,6 +80,10 @@ type ServerConfig struct {
 	// ThirdPartyAllowed authorises THIRD_PARTY for a client; nil refuses
 	// it for everyone (RFC 6887 §13.1: UNSUPP_OPTION; PROTOCOL.md §8 item 4).
 	ThirdPartyAllowed func(client any) bool
+	// EpochStart is the wall-clock time of Epoch 0: a server that restarts
+	// with every mapping restored continues its Epoch (RFC 6887 §8.5: reset
+	// only when state was lost). Zero: start at 0 now.
+	EpochStart time.Time
 }
 
 // Server is the protocol core of a PCP server: it turns a request datagram
@@ -90,7 +94,8 @@ type Server struct {
 	epoch *epochClock
 }
 
-// NewServer returns a server whose Epoch starts at 0 now.
+// NewServer returns a server whose Epoch starts at 0 now, or continues
+// from cfg.EpochStart.
 func NewServer(cfg ServerConfig) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -99,11 +104,18 @@ func NewServer(cfg ServerConfig) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log, epoch: newEpochClock(cfg.Now)}
+	epoch := newEpochClock(cfg.Now)
+	if !cfg.EpochStart.IsZero() {
+		epoch.start = cfg.EpochStart
+	}
+	return &Server{cfg: cfg, log: log, epoch: epoch}
 }
 
 // Epoch is the current Epoch Time: seconds since start or the last reset.
 func (s *Server) Epoch() uint32 { return s.epoch.epoch() }
+
+// EpochStart is the wall-clock time of Epoch 0 (for a journal to keep).
+func (s *Server) EpochStart() time.Time { return s.epoch.startTime() }
 
 // ResetEpoch sets the Epoch back to 0. Call it when PCP-created mappings
 // were lost or the external address changed (RFC 6887 §8.5), then send

@@ -50,6 +50,22 @@ func start(t *testing.T, bin string, args ...string) <-chan string {
 	return daemon.Start(t, cmd)
 }
 
+// stateDir is a fresh directory for the AFTR's binding journal, owned by
+// the user start runs the daemons as.
+func stateDir(t *testing.T) string {
+	d, err := os.MkdirTemp("", "lw4o6-aftr-state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if os.Geteuid() == 0 {
+		if err := os.Chown(d, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
 func TestUnprivilegedDaemons(t *testing.T) {
 	dir := daemon.Build(t)
 	under, socks := freePort(t, "udp"), freePort(t, "tcp")
@@ -79,7 +95,7 @@ func TestUnprivilegedDaemons(t *testing.T) {
 
 	aftrOut := start(t, dir+"/lw4o6-aftr", "--ipv6", "2001:db8::1", "--underlay", "udp",
 		"--underlay-listen", fmt.Sprintf("127.0.0.1:%d", under), "--ipv4-side", "host", "--egress-allow-loopback",
-		"--pool", "192.0.2.0/30", "--ports-per-b4", "4096")
+		"--pool", "192.0.2.0/30", "--ports-per-b4", "4096", "--state-dir", stateDir(t))
 	daemon.WaitLine(t, aftrOut, "AFTR ")
 	b4Out := start(t, dir+"/lw4o6-b4", "--aftr", "2001:db8::1", "--ipv6", "2001:db8:b4::1", "--underlay", "udp",
 		"--underlay-peer", fmt.Sprintf("127.0.0.1:%d", under), "--socks5", fmt.Sprintf("127.0.0.1:%d", socks), "--nonce-file", "none")
