@@ -30,8 +30,8 @@ the new AFTR holds their binding again), the probes lost, whether the TCP
 flows survived, and the new AFTR's peak PCP request rate per 100 ms; p50,
 p99 and max over the B4s; --json prints it all as JSON. Exit status 1 if
 any B4 did not recover within --recover-within. Without a LAN host of its
-own a B4 costs about 250 KiB (1000 B4s: about 250 MiB); --pool is chosen to
-fit --b4s unless given.
+own a B4 costs about 180 KiB of heap and stacks (1000 B4s: 176 MiB, 160 MB
+resident; BENCHMARKS.md); --pool is chosen to fit --b4s unless given.
 `
 
 type scenarioFlags struct {
@@ -43,10 +43,11 @@ type scenarioFlags struct {
 	interval      time.Duration
 	downtime      time.Duration
 	recoverWithin time.Duration
+	icmpRate      int
 	json          bool
 }
 
-var scenarioOnly = []string{"failover", "journal", "idle", "tcp-flows", "interval", "downtime", "recover-within", "json"}
+var scenarioOnly = []string{"failover", "journal", "idle", "tcp-flows", "interval", "downtime", "recover-within", "icmp-rate", "json"}
 
 func addScenarioFlags(fs *pflag.FlagSet) *scenarioFlags {
 	f := &scenarioFlags{}
@@ -58,6 +59,7 @@ func addScenarioFlags(fs *pflag.FlagSet) *scenarioFlags {
 	fs.DurationVar(&f.interval, "interval", 100*time.Millisecond, "with --scenario: time between two probes of a busy B4")
 	fs.DurationVar(&f.downtime, "downtime", time.Second, "with --scenario: time between the AFTR's stop and the new instance's start")
 	fs.DurationVar(&f.recoverWithin, "recover-within", 30*time.Second, "with --scenario: a B4 not recovered this long after the restart never recovered")
+	fs.IntVar(&f.icmpRate, "icmp-rate", 0, "with --scenario: the AFTR's ICMP errors per second (0: its default, 100)")
 	fs.BoolVar(&f.json, "json", false, "with --scenario: print the report as JSON")
 	return f
 }
@@ -109,6 +111,9 @@ func runScenario(fs *pflag.FlagSet, f *scenarioFlags, a scenarioArgs, stdout, st
 	if f.tcpFlows < 0 || f.tcpFlows > 100 {
 		return bad("--tcp-flows %d: want 0 to 100", f.tcpFlows)
 	}
+	if f.icmpRate < 0 || f.icmpRate > 1000000 {
+		return bad("--icmp-rate %d: want 0 to 1000000", f.icmpRate)
+	}
 	if f.interval < time.Millisecond {
 		return bad("--interval %v: want 1ms or more", f.interval)
 	}
@@ -133,7 +138,7 @@ func runScenario(fs *pflag.FlagSet, f *scenarioFlags, a scenarioArgs, stdout, st
 	r, err := lab.RunFailover(ctx, lab.FailoverConfig{
 		B4s: a.b4s, Idle: f.idle, TCPFlows: f.tcpFlows, Failover: mode, Journal: f.journal,
 		Pool: pool, PortsPerB4: a.ports, Interval: f.interval, Setup: a.timeout,
-		Downtime: f.downtime, RecoverWithin: f.recoverWithin, PcapDir: a.pcapDir, Logger: a.log,
+		Downtime: f.downtime, RecoverWithin: f.recoverWithin, ICMPRate: f.icmpRate, PcapDir: a.pcapDir, Logger: a.log,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "lw4o6-lab: %v\n", err)
@@ -187,8 +192,8 @@ func printFailover(w io.Writer, r *lab.FailoverReport) {
 		fmt.Fprintf(w, "%-44s %d of %d\n", "TCP flows survived:", r.TCPSurvived, r.TCPFlows)
 	}
 	fmt.Fprintf(w, "%-44s %d, peak %d per 100 ms (at %.0f ms)\n", "PCP requests to the new AFTR:", r.PCPRequests, r.PCPPeakPer100ms, r.PCPPeakAtMS)
-	fmt.Fprintf(w, "%-44s %d sent, %d held back by its rate limit\n", "ICMPv6 errors from the new AFTR:", r.ICMPv6Sent, r.ICMPv6RateLimited)
-	fmt.Fprintf(w, "%-44s %d of %d\n", "same address and ports as before:", r.SameSet, r.B4s)
+	fmt.Fprintf(w, "%-44s %d sent, %d held back by its rate limit (%d/s)\n", "ICMPv6 errors from the new AFTR:", r.ICMPv6Sent, r.ICMPv6RateLimited, r.ICMPRate)
+	fmt.Fprintf(w, "%-44s %d of %d\n", "recovered with the same address and ports:", r.SameSet, r.B4s)
 	fmt.Fprintf(w, "%-44s %.1f MiB, %.0f KiB per B4, %d goroutines\n", "memory (heap + stacks, provisioned):",
 		float64(r.MemoryBytes)/(1<<20), float64(r.MemoryPerB4Bytes)/1024, r.Goroutines)
 	var never []string

@@ -71,6 +71,10 @@ type FailoverConfig struct {
 	// before it counts as never recovered (30 s); Hold the traffic kept
 	// after the last recovery, whose losses count too (1 s).
 	Warmup, Downtime, RecoverWithin, Hold time.Duration
+	// ICMPRate, when > 0, is the AFTR's ICMP error rate limit per second
+	// (aftr.Config.ICMPRate): in ICMP mode it paces how fast busy B4s
+	// learn of the lost state. 0 keeps the AFTR's default.
+	ICMPRate int
 	// PcapDir, if set, receives access.pcap and internet.pcap.
 	PcapDir string
 	Logger  *slog.Logger
@@ -99,6 +103,8 @@ func (c *FailoverConfig) validate() error {
 		return fmt.Errorf("lab: idle fraction %v: want 0 to 1", c.Idle)
 	case c.TCPFlows < 0:
 		return fmt.Errorf("lab: %d TCP flows", c.TCPFlows)
+	case c.ICMPRate < 0:
+		return fmt.Errorf("lab: ICMP rate %d", c.ICMPRate)
 	case c.Interval < time.Millisecond || c.Warmup < 0 || c.Downtime < 0 || c.RecoverWithin <= 0 || c.Hold < 0 || c.Setup <= 0:
 		return errors.New("lab: scenario durations must be positive (interval at least 1ms)")
 	}
@@ -118,6 +124,7 @@ type FailoverReport struct {
 	Pool       string   `json:"pool"`
 	PortsPerB4 int      `json:"ports_per_b4"`
 	IntervalMS float64  `json:"interval_ms"`
+	ICMPRate   int      `json:"icmp_rate"` // the AFTR's ICMP errors per second
 	DowntimeMS float64  `json:"downtime_ms"`
 	// RecoverWithinMS is the deadline after the restart.
 	RecoverWithinMS float64 `json:"recover_within_ms"`
@@ -143,8 +150,8 @@ type FailoverReport struct {
 	PCPRequests     uint64  `json:"pcp_requests"`
 	PCPPeakPer100ms uint64  `json:"pcp_peak_per_100ms"`
 	PCPPeakAtMS     float64 `json:"pcp_peak_at_ms"`
-	// SameSet counts the B4s holding the same address and ports as
-	// before the restart.
+	// SameSet counts the recovered B4s holding the same address and
+	// ports as before the restart.
 	SameSet int `json:"same_set"`
 	// ICMPv6Sent are the ICMPv6 errors (here: 1/5) the new AFTR sent,
 	// ICMPv6RateLimited those its rate limit (aftr.Config.ICMPRate) held back.
@@ -251,7 +258,12 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 	start := time.Now()
 	w, err := New(Config{
 		B4s: cfg.B4s, Pool: cfg.Pool, PortsPerB4: cfg.PortsPerB4, PcapDir: cfg.PcapDir, Logger: cfg.Logger,
-		AFTR:    func(ac *aftr.Config) { applyFailover(cfg.Failover, journal, ac, nil) },
+		AFTR: func(ac *aftr.Config) {
+			applyFailover(cfg.Failover, journal, ac, nil)
+			if cfg.ICMPRate > 0 {
+				ac.ICMPRate = cfg.ICMPRate
+			}
+		},
 		B4:      func(_ int, bc *b4.Config) { applyFailover(cfg.Failover, journal, nil, bc) },
 		Bare:    func(i int) bool { return i >= s.hosted },
 		LANRecv: s.lanRecv,
@@ -270,7 +282,7 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 		Scenario: ScenarioAFTRRestart, Failover: cfg.Failover, Journal: cfg.Journal,
 		B4s: cfg.B4s, Busy: s.busy, Idle: idle, Pool: cfg.Pool.String(), PortsPerB4: cfg.PortsPerB4,
 		IntervalMS: ms(cfg.Interval), DowntimeMS: ms(cfg.Downtime), RecoverWithinMS: ms(cfg.RecoverWithin),
-		ProvisionMS: ms(time.Since(start)), TCPFlows: s.hosted,
+		ProvisionMS: ms(time.Since(start)), TCPFlows: s.hosted, ICMPRate: w.aftrCfg.ICMPRate,
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
@@ -490,7 +502,6 @@ func (s *scenario) report(r *FailoverReport, t0 time.Time, before []b4.Status, b
 		after := n.B4.Status()
 		o := B4Outcome{Index: i, Addr: n.Addr, Role: "busy", RecoveryMS: -1, BindingMS: -1,
 			Before: setString(before[i]), After: setString(after)}
-		o.SameSet = before[i].PublicIPv4 == after.PublicIPv4 && before[i].Ports == after.Ports && after.Provisioned
 		if bound[i] >= 0 {
 			o.BindingMS = ms(bound[i])
 		}
@@ -535,6 +546,9 @@ func (s *scenario) report(r *FailoverReport, t0 time.Time, before []b4.Status, b
 				r.TCPSurvived++
 			}
 		}
+		// Only a recovered B4's set says anything: one that never heard of
+		// the loss still holds its old set, which the AFTR does not.
+		o.SameSet = o.Recovered && after.Provisioned && before[i].PublicIPv4 == after.PublicIPv4 && before[i].Ports == after.Ports
 		if o.SameSet {
 			r.SameSet++
 		}

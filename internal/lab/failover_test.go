@@ -2,9 +2,13 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/lw4o6/lw4o6/aftr"
+	"github.com/lw4o6/lw4o6/b4"
 )
 
 // The aftr-restart scenario with ICMPv6 1/5 only (what RFC 7596 gives
@@ -77,4 +81,63 @@ func TestFailoverICMPBusyAndIdle(t *testing.T) {
 	}
 	t.Logf("busy p50 %.0f p99 %.0f max %.0f ms; lost %d (%d after restart) of %d; TCP %d/%d; PCP %d peak %d/100ms; %d KiB per B4",
 		b.P50MS, b.P99MS, b.MaxMS, r.Lost, r.LostAfterRestart, r.Sent, r.TCPSurvived, r.TCPFlows, r.PCPRequests, r.PCPPeakPer100ms, r.MemoryPerB4Bytes>>10)
+}
+
+// StopAFTR and StartAFTR: a new AFTR instance on the same addresses, with
+// none of the old one's state; a LAN host's traffic draws the ICMPv6 1/5
+// and its B4 is provisioned again by the new instance.
+func TestAFTRRestartOnSameAddress(t *testing.T) {
+	w := newWorld(t, Config{B4s: 2, PortsPerB4: 4096})
+	ctx := testCtx(t)
+	if r := w.Exchange(ctx, 0, 4096); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	old := w.AFTR
+	w.StopAFTR()
+	if w.AFTR != nil {
+		t.Fatal("World.AFTR set while stopped")
+	}
+	w.StopAFTR() // a no-op
+	if err := w.StartAFTR(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.StartAFTR(); err == nil {
+		t.Fatal("a second StartAFTR while running succeeded")
+	}
+	if w.AFTR == old || len(w.AFTR.Bindings()) != 0 {
+		t.Fatalf("new AFTR %p (old %p) holds %d bindings", w.AFTR, old, len(w.AFTR.Bindings()))
+	}
+	if r := w.Exchange(ctx, 0, 64<<10); r.Err != nil {
+		t.Fatalf("after the restart: %v", r.Err)
+	}
+	if st := w.Nodes[0].B4.Status(); st.Provisionings < 2 || st.Counters["in-icmpv6-no-binding-packets"] == 0 {
+		t.Fatalf("provisionings %d, ICMPv6 1/5 %d", st.Provisionings, st.Counters["in-icmpv6-no-binding-packets"])
+	}
+	if got := len(w.AFTR.Bindings()); got != 1 {
+		t.Fatalf("new AFTR holds %d bindings, want B4 0's only (B4 1 sent nothing)", got)
+	}
+}
+
+// The mode's AFTR knob: ICMPv6 1/5 on in icmp and both, off in announce.
+func TestApplyFailoverICMP(t *testing.T) {
+	for _, c := range []struct {
+		mode Failover
+		icmp bool
+	}{{FailoverICMP, true}, {FailoverAnnounce, false}, {FailoverBoth, true}} {
+		ac, bc := aftr.DefaultConfig(), b4.DefaultConfig()
+		ac.ICMPv6OnBindingFailure = !c.icmp
+		err := applyFailover(c.mode, "", &ac, &bc)
+		if err != nil && !errors.Is(err, ErrNotInBuild) {
+			t.Errorf("%s: %v", c.mode, err)
+		}
+		if ac.ICMPv6OnBindingFailure != c.icmp || !bc.ReprovisionOnICMP {
+			t.Errorf("%s: AFTR ICMPv6 1/5 %v, B4 acts on it %v", c.mode, ac.ICMPv6OnBindingFailure, bc.ReprovisionOnICMP)
+		}
+	}
+	if err := applyFailover("smoke-signals", "", nil, nil); err == nil {
+		t.Error("an unknown mode was accepted")
+	}
+	if _, err := ParseFailover("ICMP"); err == nil {
+		t.Error(`ParseFailover accepted "ICMP": mode names are lower case`)
+	}
 }
