@@ -99,3 +99,29 @@ func TestIsPCPRequest(t *testing.T) {
 		}
 	}
 }
+
+// isPCPRequest reads any bytes the access network carries without
+// panicking, and agrees with the packet parsers on what it accepts.
+func FuzzIsPCPRequest(f *testing.F) {
+	b4, aftr := B4Addr(0).As16(), AFTRAddr.As16()
+	req := packet.Encapsulate(packet.AppendUDP4(nil, packet.IPv6HeaderLen, [4]byte{192, 0, 0, 2}, [4]byte{192, 0, 0, 1}, 5350, 5351, 64, make([]byte, 24)), packet.IPv6HeaderLen, b4, aftr, 64)
+	f.Add(req)
+	f.Add(req[:60])
+	f.Add([]byte{0x60})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !isPCPRequest(b) {
+			return
+		}
+		var outer packet.IPv6
+		if err := packet.ParseIPv6(b, &outer); err != nil {
+			return // the matcher looks at fewer fields than the parser checks
+		}
+		ip, err := packet.ParseIPv4(outer.Payload)
+		if err != nil {
+			return
+		}
+		if ip.Dst() != [4]byte{192, 0, 0, 1} || ip.Protocol() != packet.ProtoUDP {
+			t.Fatalf("accepted a packet to %v protocol %d", ip.DstAddr(), ip.Protocol())
+		}
+	})
+}
