@@ -103,6 +103,8 @@ func (n *Node) Bare() bool { return n.LAN == nil }
 // Inject sends an IPv4 packet into the B4 from its LAN: straight to the B4
 // for a bare node (pkt is then rewritten in place: pass a fresh one), from
 // LANProbeAddr's attachment for a hosted one with Config.LANRecv (copied).
+// A hosted node without Config.LANRecv has no such attachment: nothing is
+// sent.
 func (n *Node) Inject(pkt []byte) {
 	switch {
 	case n.LAN == nil:
@@ -403,8 +405,6 @@ func (w *World) Close() {
 }
 
 var errExchange = errors.New("lab: exchange failed")
-
-var _ = time.Second
 
 // Pool is the AFTR's IPv4 pool.
 func (w *World) Pool() netip.Prefix { return w.pool }
