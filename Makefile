@@ -33,6 +33,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzReassemble -fuzztime=$(FUZZTIME) ./stack/frag/
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./aftr/snabbconf/
 	$(GO) test -run=NONE -fuzz=FuzzReplay -fuzztime=$(FUZZTIME) ./aftr/journal/
+	$(GO) test -run=NONE -fuzz=FuzzIsPCPRequest -fuzztime=$(FUZZTIME) ./internal/lab/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -3,6 +3,9 @@
 // each, and an Internet host. Every LAN host makes a TCP transfer, a UDP
 // exchange and a ping; the lab prints what each B4 got and did, and exits 0
 // only if every exchange succeeded.
+//
+// With --scenario aftr-restart it runs the failover scenario instead
+// (scenario.go).
 package main
 
 import (
@@ -42,17 +45,19 @@ process with no privileges. Each LAN host downloads over TCP, exchanges a
 UDP echo and pings the Internet host. Exit status 0 means every exchange
 succeeded.
 
+%s
 Flags:
-`)
+`, scenarioHelp)
 		fs.PrintDefaults()
 	}
-	b4s := fs.Int("b4s", 3, "number of B4s (1-500)")
+	b4s := fs.Int("b4s", 3, fmt.Sprintf("number of B4s (1-500; with --scenario 1-%d)", lab.MaxB4s))
 	poolS := fs.String("pool", "192.0.2.0/30", "IPv4 `CIDR` the AFTR hands out")
 	ports := fs.Int("ports-per-b4", 2048, "port-set size per B4 (`N`, a power of two from 64 to 32768)")
 	pcapDir := fs.String("pcap", "", "write `DIR`/access.pcap (IPv6 access network) and DIR/internet.pcap (AFTR's IPv4 side)")
 	size := fs.Int("bytes", 1<<20, "TCP transfer size per LAN host, in octets")
-	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
-	level := fs.String("log-level", "warn", "log level: debug, info, warn or error")
+	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long (with --scenario: on provisioning and the first traffic)")
+	level := fs.String("log-level", "warn", "log level: debug, info, warn or error (with --scenario: error unless given)")
+	sf := addScenarioFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -65,8 +70,12 @@ Flags:
 		fmt.Fprintf(stderr, "lw4o6-lab: --pool %q: want an IPv4 CIDR such as 192.0.2.0/30\n", *poolS)
 		return 2
 	}
-	if *b4s < 1 || *b4s > 500 {
-		fmt.Fprintf(stderr, "lw4o6-lab: --b4s %d: want 1 to 500\n", *b4s)
+	maxB4s := 500
+	if sf.scenario != "" {
+		maxB4s = lab.MaxB4s
+	}
+	if *b4s < 1 || *b4s > maxB4s {
+		fmt.Fprintf(stderr, "lw4o6-lab: --b4s %d: want 1 to %d\n", *b4s, maxB4s)
 		return 2
 	}
 	if *ports < 64 || *ports > 32768 || *ports&(*ports-1) != 0 {
@@ -82,7 +91,15 @@ Flags:
 		fmt.Fprintf(stderr, "lw4o6-lab: --log-level %q: want debug, info, warn or error\n", *level)
 		return 2
 	}
+	if sf.scenario != "" && !fs.Changed("log-level") {
+		// A thousand B4s each warning that its binding is lost say
+		// nothing the report does not.
+		lvl = slog.LevelError
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	if sf.scenario != "" || sf.changed(fs) {
+		return runScenario(fs, sf, scenarioArgs{b4s: *b4s, pool: pool, ports: *ports, pcapDir: *pcapDir, timeout: *timeout, log: log}, stdout, stderr)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

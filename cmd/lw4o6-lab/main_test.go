@@ -43,12 +43,18 @@ func TestLabBadFlags(t *testing.T) {
 	}
 }
 
-// More B4s than the pool holds: the lab fails clearly instead of hanging.
+// More B4s than the pool holds: the lab fails before anything starts, and
+// says the pool's size, the ports per B4 and the B4s asked.
 func TestLabPoolTooSmall(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := run([]string{"--b4s", "3", "--pool", "192.0.2.1/32", "--ports-per-b4", "32768", "--timeout", "5s"}, &out, &errb)
-	if code != 1 || !strings.Contains(errb.String(), "not provisioned") {
+	if code != 1 {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	for _, want := range []string{"pool 192.0.2.1/32 holds 1 B4s", "32768 ports per B4", "3 B4s asked"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr %q lacks %q", errb.String(), want)
+		}
 	}
 }
 

@@ -2,16 +2,24 @@
 // one AFTR, N B4s each with a LAN host, and an Internet host with a TCP
 // service, a UDP echo and ping — every host a real gVisor stack, every link
 // in memory, no privileges. cmd/lw4o6-lab and the end-to-end tests use it.
+//
+// For scale (failover.go), B4s may be bare: no LAN network and no LAN host,
+// their LAN side a function call each way (Node.Inject, Config.LANRecv),
+// with a raw UDP echo responder at EchoAddr on the Internet side in place of
+// a gVisor host. The AFTR can be stopped and a new instance started on the
+// same addresses (StopAFTR, StartAFTR), as a restarted daemon would be.
 package lab
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/lw4o6/lw4o6/aftr"
@@ -45,6 +53,15 @@ func LANGateway(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{198, 18 + byte(i>>8&1), byte(i), 1})
 }
 
+// MaxB4s bounds the lab's B4s (memory: BENCHMARKS.md, "Failover").
+const MaxB4s = 4000
+
+// LANProbeAddr is the source of the packets Node.Inject sends on a hosted
+// B4's LAN (beside the LAN host): replies to it reach Config.LANRecv.
+func LANProbeAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{198, 18 + byte(i>>8&1), byte(i), 3})
+}
+
 // Config sizes the lab.
 type Config struct {
 	B4s        int
@@ -56,27 +73,73 @@ type Config struct {
 	// nothing needs fragmenting.
 	LANMTU uint32
 	// AFTR adjusts the AFTR configuration before it is built.
-	AFTR   func(*aftr.Config)
-	B4     func(i int, c *b4.Config)
-	Logger *slog.Logger
+	AFTR func(*aftr.Config)
+	B4   func(i int, c *b4.Config)
+	// Bare picks the B4s that get no LAN network and no LAN host (nil:
+	// none). Their LAN side is Node.Inject one way and LANRecv the other.
+	Bare func(i int) bool
+	// LANRecv, if set, receives every packet a bare B4 sends to its LAN,
+	// and every packet a hosted B4 sends to LANProbeAddr. It is called from
+	// the B4's goroutines, must not block and must not retain pkt.
+	LANRecv func(i int, pkt []byte)
+	Logger  *slog.Logger
 }
 
 // Node is one B4 with its LAN.
 type Node struct {
 	B4   *b4.B4
 	Addr netip.Addr
-	LAN  *sim.Network
-	Host *sim.Host
-	port *sim.Port // the B4's attachment to the access network
+	LAN  *sim.Network // nil for a bare B4
+	Host *sim.Host    // nil for a bare B4
+	port *sim.Port    // the B4's attachment to the access network
+	// probe is the attachment at LANProbeAddr of a hosted B4's LAN (with
+	// Config.LANRecv).
+	probe *sim.Port
 }
+
+// Bare reports whether the node has no LAN network and host.
+func (n *Node) Bare() bool { return n.LAN == nil }
+
+// Inject sends an IPv4 packet into the B4 from its LAN: straight to the B4
+// for a bare node (pkt is then rewritten in place: pass a fresh one), from
+// LANProbeAddr's attachment for a hosted one with Config.LANRecv (copied).
+// A hosted node without Config.LANRecv has no such attachment: nothing is
+// sent.
+func (n *Node) Inject(pkt []byte) {
+	switch {
+	case n.LAN == nil:
+		n.B4.FromLAN(pkt)
+	case n.probe != nil:
+		n.probe.Send(pkt)
+	}
+}
+
+// lanFunc is a bare B4's LAN: what the B4 sends there goes to a function.
+type lanFunc func(pkt []byte)
+
+func (f lanFunc) Send(pkt []byte) { f(pkt) }
 
 // World is a running lab.
 type World struct {
 	Access, Internet *sim.Network
-	AFTR             *aftr.AFTR
-	Nodes            []*Node
-	Server           *Server
-	pool             netip.Prefix
+	// AFTR is the running AFTR instance (the new one after StartAFTR; nil
+	// between StopAFTR and StartAFTR). Read it from the goroutine that
+	// restarts it.
+	AFTR   *aftr.AFTR
+	Nodes  []*Node
+	Server *Server
+	Echo   *Echo
+	pool   netip.Prefix
+
+	// The AFTR's attachments outlive its instances: a restarted AFTR is
+	// on the same addresses, and packets reach whichever instance cur holds
+	// (none while it is down: dropped, as by a dead box).
+	aftrCfg              aftr.Config
+	accessPort, inetPort *sim.Port
+	cur                  atomic.Pointer[aftr.AFTR]
+	aftrStop             context.CancelFunc
+	aftrDone             chan struct{}
+	pcpMeter             atomic.Pointer[RateMeter]
 
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -85,8 +148,15 @@ type World struct {
 
 // New builds and starts the lab; Close stops it.
 func New(cfg Config) (w *World, err error) {
-	if cfg.B4s < 1 || cfg.B4s > 500 {
-		return nil, fmt.Errorf("lab: %d B4s: want 1 to 500", cfg.B4s)
+	if cfg.B4s < 1 || cfg.B4s > MaxB4s {
+		return nil, fmt.Errorf("lab: %d B4s: want 1 to %d", cfg.B4s, MaxB4s)
+	}
+	ports := cfg.PortsPerB4
+	if ports == 0 {
+		ports = aftr.DefaultConfig().PortsPerB4
+	}
+	if err := CheckPool(cfg.Pool, ports, cfg.B4s); err != nil {
+		return nil, err
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -116,22 +186,19 @@ func New(cfg Config) (w *World, err error) {
 	if cfg.AFTR != nil {
 		cfg.AFTR(&ac)
 	}
-	var a *aftr.AFTR
-	ready := make(chan struct{})
-	accessPort, err := w.Access.Attach("aftr", func(b []byte) { <-ready; a.FromAccess(b) }, netip.PrefixFrom(AFTRAddr, 128))
+	w.aftrCfg = ac
+	w.accessPort, err = w.Access.Attach("aftr", w.aftrFromAccess, netip.PrefixFrom(AFTRAddr, 128))
 	if err != nil {
 		return nil, err
 	}
-	inetPort, err := w.Internet.Attach("aftr", func(b []byte) { <-ready; a.FromInternet(b) }, cfg.Pool, netip.PrefixFrom(AFTRIPv4, 32))
+	w.inetPort, err = w.Internet.Attach("aftr", func(b []byte) {
+		if a := w.cur.Load(); a != nil {
+			a.FromInternet(b)
+		}
+	}, cfg.Pool, netip.PrefixFrom(AFTRIPv4, 32))
 	if err != nil {
 		return nil, err
 	}
-	a, err = aftr.New(ac, accessPort, inetPort)
-	close(ready)
-	if err != nil {
-		return nil, err
-	}
-	w.AFTR = a
 
 	srv, err := NewServer(w.Internet, ServerAddr, log.With("node", "server"))
 	if err != nil {
@@ -139,11 +206,19 @@ func New(cfg Config) (w *World, err error) {
 	}
 	w.Server = srv
 	w.closers = append(w.closers, srv.Close)
+	if w.Echo, err = NewEcho(w.Internet, EchoAddr); err != nil {
+		return nil, err
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
-	running := 1
-	go func() { a.Run(ctx); w.done <- struct{}{} }()
+	// Stopped before the B4s (Close runs closers in order).
+	w.closers = append([]func(){w.StopAFTR}, w.closers...)
+	if err := w.StartAFTR(); err != nil {
+		cancel()
+		return nil, err
+	}
+	running := 0
 	for i := 0; i < cfg.B4s; i++ {
 		n, err := w.addNode(ctx, i, cfg, log)
 		if err != nil {
@@ -167,9 +242,67 @@ func New(cfg Config) (w *World, err error) {
 	return w, nil
 }
 
+// aftrFromAccess hands a packet from the access network to the running AFTR
+// instance, counting PCP requests for the meter first.
+func (w *World) aftrFromAccess(b []byte) {
+	a := w.cur.Load()
+	if a == nil {
+		return
+	}
+	if m := w.pcpMeter.Load(); m != nil && isPCPRequest(b) {
+		m.Add(time.Now())
+	}
+	a.FromAccess(b)
+}
+
+// StartAFTR starts a new AFTR instance with the lab's AFTR configuration on
+// the same access and Internet attachments (the same addresses): a
+// restarted daemon. It holds whatever state aftr.New gives it (none without
+// a journal). The previous instance must have been stopped.
+func (w *World) StartAFTR() error {
+	if w.aftrStop != nil {
+		return errors.New("lab: the AFTR is running")
+	}
+	a, err := aftr.New(w.aftrCfg, w.accessPort, w.inetPort)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	w.AFTR, w.aftrStop, w.aftrDone = a, cancel, done
+	w.cur.Store(a)
+	go func() { a.Run(ctx); close(done) }()
+	return nil
+}
+
+// StopAFTR stops the running AFTR instance, as a crash or a stop of the
+// daemon would: from now on packets to its addresses are dropped, its
+// timers stop, and (when aftr.AFTR has a Close method: the journal) it is
+// closed. Its state goes with it. A stopped AFTR is a no-op to stop.
+func (w *World) StopAFTR() {
+	if w.aftrStop == nil {
+		return
+	}
+	a := w.cur.Swap(nil)
+	w.aftrStop()
+	<-w.aftrDone
+	// aftr.AFTR gains Close (its journal's) on the journal branch; this
+	// compiles with and without it.
+	if c, ok := any(a).(io.Closer); ok {
+		if err := c.Close(); err != nil && w.aftrCfg.Logger != nil {
+			w.aftrCfg.Logger.Warn("closing the stopped AFTR", "err", err)
+		}
+	}
+	w.AFTR, w.aftrStop, w.aftrDone = nil, nil, nil
+}
+
 func (w *World) addNode(ctx context.Context, i int, cfg Config, log *slog.Logger) (*Node, error) {
-	n := &Node{Addr: B4Addr(i), LAN: sim.NewNetwork(fmt.Sprintf("lan%d", i))}
-	w.closers = append(w.closers, n.LAN.Close)
+	n := &Node{Addr: B4Addr(i)}
+	bare := cfg.Bare != nil && cfg.Bare(i)
+	if !bare {
+		n.LAN = sim.NewNetwork(fmt.Sprintf("lan%d", i))
+		w.closers = append(w.closers, n.LAN.Close)
+	}
 	bc := b4.DefaultConfig()
 	bc.Addr, bc.AFTR, bc.Gateway = n.Addr, AFTRAddr, LANGateway(i)
 	bc.Logger = log.With("node", fmt.Sprintf("b4-%d", i))
@@ -182,17 +315,30 @@ func (w *World) addNode(ctx context.Context, i int, cfg Config, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	lp, err := n.LAN.Attach("b4", func(p []byte) { <-ready; b.FromLAN(p) }, netip.MustParsePrefix("0.0.0.0/0"))
-	if err != nil {
-		return nil, err
+	var lan b4.Link
+	if bare {
+		recv := cfg.LANRecv
+		if recv == nil {
+			recv = func(int, []byte) {}
+		}
+		lan = lanFunc(func(p []byte) { recv(i, p) })
+	} else {
+		lp, err := n.LAN.Attach("b4", func(p []byte) { <-ready; b.FromLAN(p) }, netip.MustParsePrefix("0.0.0.0/0"))
+		if err != nil {
+			return nil, err
+		}
+		lan = lp
 	}
-	b, err = b4.New(bc, lp, ap)
+	b, err = b4.New(bc, lan, ap)
 	close(ready)
 	if err != nil {
 		return nil, err
 	}
 	n.B4, n.port = b, ap
 	w.closers = append(w.closers, b.Close)
+	if bare {
+		return n, nil
+	}
 	mtu := bc.TunnelMTU
 	if cfg.LANMTU != 0 {
 		mtu = cfg.LANMTU
@@ -203,6 +349,12 @@ func (w *World) addNode(ctx context.Context, i int, cfg Config, log *slog.Logger
 	}
 	n.Host = h
 	w.closers = append(w.closers, h.Close)
+	if recv := cfg.LANRecv; recv != nil {
+		n.probe, err = n.LAN.Attach("probe", func(p []byte) { recv(i, p) }, netip.PrefixFrom(LANProbeAddr(i), 32))
+		if err != nil {
+			return nil, err
+		}
+	}
 	return n, nil
 }
 
@@ -253,8 +405,6 @@ func (w *World) Close() {
 }
 
 var errExchange = errors.New("lab: exchange failed")
-
-var _ = time.Second
 
 // Pool is the AFTR's IPv4 pool.
 func (w *World) Pool() netip.Prefix { return w.pool }

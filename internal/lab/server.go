@@ -16,6 +16,8 @@ import (
 const (
 	TCPPort = 80
 	UDPPort = 7
+	// TCPEchoPort echoes whatever a TCP client sends (long-lived flows).
+	TCPEchoPort = 7
 )
 
 // Server is the Internet host: a TCP service that sends back as many bytes
@@ -26,11 +28,14 @@ type Server struct {
 	*sim.Host
 	log *slog.Logger
 	ln  net.Listener
+	eln net.Listener // TCP echo
 	uc  net.PacketConn
 	wg  sync.WaitGroup
 
-	mu   sync.Mutex
-	seen []Seen
+	mu        sync.Mutex
+	seen      []Seen
+	echoConns []net.Conn
+	closed    bool
 }
 
 // Seen is one flow as the Internet host saw it.
@@ -52,15 +57,23 @@ func NewServer(n *sim.Network, addr netip.Addr, log *slog.Logger) (*Server, erro
 		h.Close()
 		return nil, err
 	}
-	uc, err := h.DialUDP(netip.AddrPortFrom(addr, UDPPort), netip.AddrPort{})
+	eln, err := h.ListenTCP(netip.AddrPortFrom(addr, TCPEchoPort))
 	if err != nil {
 		ln.Close()
 		h.Close()
 		return nil, err
 	}
-	s.ln, s.uc = ln, uc
-	s.wg.Add(2)
+	uc, err := h.DialUDP(netip.AddrPortFrom(addr, UDPPort), netip.AddrPort{})
+	if err != nil {
+		ln.Close()
+		eln.Close()
+		h.Close()
+		return nil, err
+	}
+	s.ln, s.eln, s.uc = ln, eln, uc
+	s.wg.Add(3)
 	go s.serveTCP()
+	go s.serveTCPEcho()
 	go s.serveUDP()
 	return s, nil
 }
@@ -88,6 +101,33 @@ func (s *Server) serveTCP() {
 			}
 			written, _ := io.CopyN(c, zeroReader{}, int64(n))
 			s.record("tcp", c.RemoteAddr(), int(written))
+		}()
+	}
+}
+
+// serveTCPEcho echoes each connection until the client closes it (or the
+// server stops: Close closes the connections it is serving).
+func (s *Server) serveTCPEcho() {
+	defer s.wg.Done()
+	for {
+		c, err := s.eln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.echoConns = append(s.echoConns, c)
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer c.Close()
+			n, _ := io.Copy(c, c)
+			s.record("tcp", c.RemoteAddr(), int(n))
 		}()
 	}
 }
@@ -128,7 +168,14 @@ func (s *Server) Seen() []Seen {
 // Close stops the services and the host.
 func (s *Server) Close() {
 	s.ln.Close()
+	s.eln.Close()
 	s.uc.Close()
+	s.mu.Lock()
+	s.closed = true
+	for _, c := range s.echoConns {
+		c.Close()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 	s.Host.Close()
 }
