@@ -59,7 +59,8 @@ func (b *B4) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	defer func() { stop(); conn.Close(); <-done; <-swept }()
+	lanDone := b.runLANPCP(runCtx)
+	defer func() { stop(); conn.Close(); <-done; <-swept; <-lanDone }()
 
 	p := provisioner{b: b, client: client}
 	for {
@@ -214,8 +215,9 @@ func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
 			s.Provisionings++
 		}
 	})
+	b.lanProvisioned()
 	if fresh {
-		b.log.Info("provisioned", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime)
+		b.log.Info("provisioned", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime, "pool", b.nat.Fill())
 	} else {
 		b.log.Debug("renewed", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime)
 	}
