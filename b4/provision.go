@@ -207,6 +207,7 @@ func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
 	}
 	p.last, p.lastSet = m.ExternalIP, set
 	p.expires = m.Received.Add(m.Lifetime)
+	b.lanProvisioned() // before the status change, which shows its forwards
 	b.setStatus(func(s *Status) {
 		s.Provisioned = true
 		s.PublicIPv4, s.Ports = m.ExternalIP, set
@@ -215,7 +216,6 @@ func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
 			s.Provisionings++
 		}
 	})
-	b.lanProvisioned()
 	if fresh {
 		b.log.Info("provisioned", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime, "pool", b.nat.Fill())
 	} else {
