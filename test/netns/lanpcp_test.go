@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lw4o6/lw4o6/stack/pcp"
 	"github.com/lw4o6/lw4o6/test/internal/daemon"
 )
 
@@ -34,6 +35,17 @@ func TestNATPMPClientThroughB4(t *testing.T) {
 	bin := daemon.Build(t)
 	l := setup(t)
 
+	// The LAN host listens for announcements (224.0.0.1:5350) before the
+	// B4 starts: RFC 6887 §14.1.3 on start and on provisioning.
+	var ann net.PacketConn
+	if err := l.inNS("lan", func() (err error) {
+		ann, err = net.ListenPacket("udp4", "0.0.0.0:5350")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ann.Close()
+
 	aftrOut := l.daemon("aftr", bin+"/lw4o6-aftr", "--ipv6", aftrAddr, "--underlay", "raw", "--ipv4-side", "tun:lw4o6i",
 		"--tun-addr", aftrInet+"/32", "--pool", pool, "--ports-per-b4", fmt.Sprint(portsPer), "--log-level", "debug")
 	daemon.WaitLine(t, aftrOut, "AFTR ")
@@ -52,6 +64,22 @@ func TestNATPMPClientThroughB4(t *testing.T) {
 	fwdPub, err := netip.ParseAddrPort(strings.Fields(fwd)[2])
 	if err != nil || fwdPub.Addr() != pub || fwdPub.Port() < first || fwdPub.Port() > last {
 		t.Fatalf("forward line %q: want %v and a port in %d-%d", fwd, pub, first, last)
+	}
+
+	// The ANNOUNCE came out of the LAN interface, from the gateway's 5351.
+	sawAnnounce := false
+	buf := make([]byte, 1500)
+	for deadline := time.Now().Add(15 * time.Second); !sawAnnounce && time.Now().Before(deadline); {
+		ann.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := ann.ReadFrom(buf)
+		if err != nil {
+			continue
+		}
+		m, err := pcp.Parse(buf[:n])
+		sawAnnounce = err == nil && m.Opcode == pcp.OpAnnounce && m.Response && from.String() == lanGW+":5351"
+	}
+	if !sawAnnounce {
+		t.Fatal("no ANNOUNCE from the gateway on the LAN")
 	}
 
 	// LAN services: 7000 and 7002 (natpmpc's mappings), 7001 (the forward).
