@@ -141,6 +141,9 @@ func (s *Server) natpmpMap(req []byte, host netip.Addr) []byte {
 		s.table.RemoveExplicit(k.proto, k.internal)
 		return answer(PMPOutOfResources, 0, 0)
 	}
+	if rec == nil || !rec.mapOwned {
+		s.log.Info("LAN mapping", "by", "nat-pmp", "client", host, "proto", protoName(proto), "internal", k.internal, "external", mi.External, "lifetime", lifetime)
+	}
 	rec = s.put(k)
 	rec.ext, rec.mapOwned, rec.natpmp, rec.mapNonce = mi.External, true, true, [12]byte{}
 	rec.mapUntil, rec.owner = now.Add(lifetime), owner("nat-pmp", host)
@@ -153,6 +156,7 @@ func (s *Server) natpmpMap(req []byte, host netip.Addr) []byte {
 func (s *Server) natpmpDelete(proto uint8, host netip.Addr, iport uint16, now time.Time) uint16 {
 	remove := func(k key, rec *record) {
 		s.table.RemoveExplicit(k.proto, k.internal)
+		s.log.Info("LAN mapping deleted", "by", "nat-pmp", "proto", protoName(k.proto), "internal", k.internal, "external", rec.ext)
 		rec.mapOwned, rec.natpmp, rec.filters = false, false, nil
 		if !rec.live(now) {
 			delete(s.recs, k)

@@ -136,6 +136,9 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 		s.table.RemoveExplicit(k.proto, k.internal)
 		return fail(pcp.NoResources, 0)
 	}
+	if rec == nil || !rec.mapOwned || rec.natpmp {
+		s.log.Info("LAN mapping", "by", "pcp", "client", r.Src, "proto", protoName(k.proto), "internal", k.internal, "external", netip.AddrPortFrom(ext, mi.External), "lifetime", lifetime)
+	}
 	rec = s.put(k)
 	rec.ext, rec.mapOwned, rec.natpmp, rec.mapNonce = mi.External, true, false, md.Nonce
 	rec.mapUntil = now.Add(lifetime)
@@ -159,6 +162,7 @@ func (s *Server) mapDelete(k key, rec *record, nonce [12]byte, now time.Time) pc
 			return fail(pcp.NotAuthorized, secs(rec.mapUntil.Sub(now)))
 		}
 		left, err := s.table.RemoveExplicit(k.proto, k.internal)
+		s.log.Info("LAN mapping deleted", "by", "pcp", "proto", protoName(k.proto), "internal", k.internal, "external", rec.ext)
 		rec.mapOwned, rec.natpmp, rec.filters = false, false, nil
 		if !rec.live(now) {
 			delete(s.recs, k)
