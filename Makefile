@@ -27,6 +27,8 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./stack/pcp/
 	$(GO) test -run=NONE -fuzz=FuzzServerHandle -fuzztime=$(FUZZTIME) ./stack/pcp/
 	$(GO) test -run=NONE -fuzz=FuzzOutboundInbound -fuzztime=$(FUZZTIME) ./b4/nat/
+	$(GO) test -run=NONE -fuzz=FuzzHandle -fuzztime=$(FUZZTIME) ./b4/lanpcp/
+	$(GO) test -run=NONE -fuzz=FuzzNATPMP -fuzztime=$(FUZZTIME) ./b4/lanpcp/
 	$(GO) test -run=NONE -fuzz=FuzzParsePackets -fuzztime=$(FUZZTIME) ./stack/packet/
 	$(GO) test -run=NONE -fuzz=FuzzFromAccess -fuzztime=$(FUZZTIME) ./aftr/
 	$(GO) test -run=NONE -fuzz=FuzzServeConn -fuzztime=$(FUZZTIME) ./stack/socks5/

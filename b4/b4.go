@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lw4o6/lw4o6/b4/lanpcp"
 	"github.com/lw4o6/lw4o6/b4/nat"
 	"github.com/lw4o6/lw4o6/stack/counter"
 	"github.com/lw4o6/lw4o6/stack/frag"
@@ -52,6 +53,14 @@ type Status struct {
 	Provisionings int
 	Counters      map[string]uint64
 	NAT           nat.Stats
+	// Pool is how full the port set is (implicit and explicit mappings).
+	Pool nat.Fill
+	// LANMappings are the explicit mappings (LAN PCP, NAT-PMP, forwards);
+	// Forwards the static forwards as last installed; LANPCP the LAN
+	// server's counters.
+	LANMappings []lanpcp.Mapping
+	Forwards    []lanpcp.ForwardStatus
+	LANPCP      lanpcp.Stats
 }
 
 // B4 is one lwB4 instance.
@@ -63,6 +72,7 @@ type B4 struct {
 	aftr6  [16]byte
 	gw4    [4]byte
 	nat    *nat.Table
+	lanSrv *lanpcp.Server // nil: disabled
 	stack  *netstack.Stack
 	count  *counter.Set
 	lan    Link
@@ -115,6 +125,7 @@ func New(cfg Config, lan, access Link) (*B4, error) {
 		nc.Now = b.now
 	}
 	b.nat = nat.New(nc)
+	b.newLANPCP()
 	// The B4's own stack holds 192.0.0.2 only; what it sends goes straight
 	// into the softwire, un-NATed (the AFTR answers PCP from 192.0.0.1).
 	st, err := netstack.New(netstack.Options{
@@ -146,6 +157,7 @@ func (b *B4) Status() Status {
 	b.mu.Unlock()
 	s.Counters = b.count.Snapshot()
 	s.NAT = b.nat.Stats()
+	b.lanStatus(&s)
 	return s
 }
 
@@ -170,6 +182,7 @@ func (b *B4) setStatus(f func(*Status)) {
 func (b *B4) lostBinding(why string) {
 	if b.provisioned.Swap(false) {
 		b.nat.Clear()
+		b.lanDeprovisioned()
 		b.count.Count(cReprovision, 0)
 		b.setStatus(func(s *Status) { s.Provisioned = false })
 		b.log.Warn("binding lost, provisioning again", "why", why)

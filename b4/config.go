@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/lw4o6/lw4o6/b4/lanpcp"
 	"github.com/lw4o6/lw4o6/b4/nat"
 )
 
@@ -41,6 +42,10 @@ type Config struct {
 	Nonce *[12]byte
 	// NAT configures the NAPT44.
 	NAT nat.Config
+	// LANPCP configures the LAN's PCP and NAT-PMP server (b4/lanpcp) on
+	// Gateway:5351; DisableLANPCP turns it off.
+	LANPCP        lanpcp.Config
+	DisableLANPCP bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives the B4's log; nil discards it.

@@ -27,6 +27,9 @@ const (
 	cOutIPv6Frag
 	cInIPv6Frag
 	cDropFragmentIPv6
+	cInLANPCP
+	cOutLANPCP
+	cDropLANPCP
 )
 
 var counterNames = []string{
@@ -53,4 +56,7 @@ var counterNames = []string{
 	cOutIPv6Frag:             "out-ipv6-frag",
 	cInIPv6Frag:              "in-ipv6-frag",
 	cDropFragmentIPv6:        "drop-ipv6-frag-invalid-reassembly",
+	cInLANPCP:                "in-lan-pcp-ipv4",
+	cOutLANPCP:               "out-lan-pcp-ipv4",
+	cDropLANPCP:              "drop-lan-pcp-ipv4",
 }

@@ -21,6 +21,9 @@ func (b *B4) FromLAN(pkt []byte) {
 		return
 	}
 	b.count.Count(cInIPv4, len(ip4))
+	if b.toLANPCP(ip4) {
+		return // PCP or NAT-PMP to the gateway, answered even unprovisioned
+	}
 	if !b.provisioned.Load() {
 		b.count.Count(cDropNotProvisioned, len(ip4))
 		b.sendICMPv4ToLAN(packet.ICMPv4DstUnreachable, 0, ip4) // net unreachable: no IPv4 service yet

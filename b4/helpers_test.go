@@ -235,15 +235,25 @@ func softwire(src, dst netip.Addr, tc uint8, ip4 []byte) []byte {
 	return out
 }
 
-// chanLink is the LAN Link: a copy of each packet goes to a channel.
+// chanLink is the LAN Link: a copy of each packet goes to a channel; the
+// LAN PCP server's announcements (to 224.0.0.1:5350) go to their own,
+// which drops what nobody reads.
 type chanLink struct {
 	ch       chan []byte
+	ann      chan []byte
 	overflow atomic.Int64
 }
 
-func newChanLink() *chanLink { return &chanLink{ch: make(chan []byte, 64)} }
+func newChanLink() *chanLink { return &chanLink{ch: make(chan []byte, 64), ann: make(chan []byte, 64)} }
 
 func (l *chanLink) Send(pkt []byte) {
+	if len(pkt) >= 24 && [4]byte(pkt[16:20]) == allHosts && pkt[9] == packet.ProtoUDP {
+		select {
+		case l.ann <- bytes.Clone(pkt):
+		default:
+		}
+		return
+	}
 	select {
 	case l.ch <- bytes.Clone(pkt):
 	default:

@@ -59,7 +59,8 @@ func (b *B4) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	defer func() { stop(); conn.Close(); <-done; <-swept }()
+	lanDone := b.runLANPCP(runCtx)
+	defer func() { stop(); conn.Close(); <-done; <-swept; <-lanDone }()
 
 	p := provisioner{b: b, client: client}
 	for {
@@ -206,6 +207,7 @@ func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
 	}
 	p.last, p.lastSet = m.ExternalIP, set
 	p.expires = m.Received.Add(m.Lifetime)
+	b.lanProvisioned() // before the status change, which shows its forwards
 	b.setStatus(func(s *Status) {
 		s.Provisioned = true
 		s.PublicIPv4, s.Ports = m.ExternalIP, set
@@ -215,7 +217,7 @@ func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
 		}
 	})
 	if fresh {
-		b.log.Info("provisioned", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime)
+		b.log.Info("provisioned", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime, "pool", b.nat.Fill())
 	} else {
 		b.log.Debug("renewed", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime)
 	}

@@ -21,7 +21,8 @@
 //     (REQ-3: no port overloading). A full set is ErrPortsExhausted.
 //   - Filtering is configurable (RFC 4787 REQ-8a, RFC 5382 REQ-3a) and
 //     endpoint-independent by default; see Filtering. Explicit (PCP)
-//     mappings accept any remote endpoint.
+//     mappings accept any remote endpoint, or only those of their PCP
+//     FILTERs (RFC 6887 §13.3).
 //   - A session is kept per (mapping, remote address, remote port). Its
 //     timer is refreshed by outbound packets (RFC 4787 REQ-6) and by inbound
 //     packets that pass the filter (REQ-6a, a MAY we take). A mapping lives
@@ -63,7 +64,7 @@
 //
 // Not done: ALGs (RFC 4787 REQ-10 wants them off anyway), the port reuse
 // hold-down of RFC 6888 REQ-8, per-host port quotas (RFC 6888 REQ-4; the
-// LAN PCP server has its own), sending ICMP errors (RFC 5508 REQ-8,
+// LAN PCP server, b4/lanpcp, has its own for explicit mappings), sending ICMP errors (RFC 5508 REQ-8,
 // RFC 5382 REQ-4: the caller may on ErrPortsExhausted/ErrFiltered),
 // fragment reassembly or fragmentation (RFC 4787 REQ-13/14: the caller's).
 package nat
@@ -297,7 +298,7 @@ func (t *Table) Expire() {
 		}
 		for _, m := range t.byInt[pi] {
 			if m.explicit && m.explicitUntil <= now {
-				m.explicit = false
+				m.explicit, m.filters = false, nil
 				t.nexplicit--
 			}
 			if !m.alive(now) {
@@ -367,7 +368,7 @@ func (t *Table) RemoveExplicit(proto uint8, internal netip.AddrPort) (remaining 
 	if m == nil || !m.explicit {
 		return 0, ErrNoMapping
 	}
-	m.explicit = false
+	m.explicit, m.filters = false, nil
 	t.nexplicit--
 	if !m.alive(now) {
 		t.removeMapping(m)

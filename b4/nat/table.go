@@ -27,6 +27,9 @@ type mapping struct {
 	explicitUntil int64
 	expires       int64 // latest expiry among its sessions
 	head          *session
+	// filters restrict an explicit mapping to these remote peers while its
+	// explicit lifetime runs (RFC 6887 §13.3); nil admits every peer.
+	filters []Filter
 }
 
 func (m *mapping) alive(now int64) bool {
@@ -54,6 +57,7 @@ type session struct {
 	m          *mapping
 	prev, next *session
 	expires    int64
+	hold       int64 // a PCP PEER lifetime: touch never sets expires below it
 	tcp        uint8 // tcpSeen* bits
 }
 
@@ -91,7 +95,7 @@ func (t *Table) touch(s *session, out bool, flags uint8, now int64) {
 		}
 	}
 	old := s.expires
-	s.expires = now + to
+	s.expires = max(now+to, s.hold)
 	m := s.m
 	switch {
 	case s.expires >= m.expires:
@@ -154,7 +158,7 @@ func (t *Table) inSession(pi int, ext uint16, raddr uint32, rport uint16, flags 
 	}
 	s := t.sessions[pi][sessKey(raddr, ext, rport)]
 	if s == nil || s.expires <= now {
-		if !t.admits(m, raddr, now) {
+		if !t.admits(m, raddr, rport, now) {
 			return 0, 0, ErrFiltered
 		}
 		if s == nil {
@@ -170,11 +174,12 @@ func (t *Table) inSession(pi int, ext uint16, raddr uint32, rport uint16, flags 
 	return m.intAddr, m.intPort, nil
 }
 
-// admits reports whether the filter lets a packet from raddr through m when
-// the exact remote endpoint has no live session (RFC 4787 §5).
-func (t *Table) admits(m *mapping, raddr uint32, now int64) bool {
+// admits reports whether the filter lets a packet from raddr:rport through
+// m when the exact remote endpoint has no live session (RFC 4787 §5). A live
+// explicit mapping admits every peer, or only those of its PCP FILTERs.
+func (t *Table) admits(m *mapping, raddr uint32, rport uint16, now int64) bool {
 	if m.explicit && m.explicitUntil > now {
-		return true
+		return m.filters == nil || admitsFilters(m.filters, raddr, rport)
 	}
 	switch t.filtering {
 	case EndpointIndependent:

@@ -34,6 +34,7 @@ type options struct {
 	socks5       string
 	nonceFile    string
 	level        slog.Level
+	lan          lanOptions
 }
 
 const usage = `Usage: lw4o6-b4 [flags]
@@ -49,8 +50,13 @@ Access side:
   --underlay raw         raw IPv6 socket, next header 4 (standard; needs CAP_NET_RAW)
   --underlay udp         one IPv6 packet per UDP datagram to --underlay-peer (lab only, non-standard)
 
+LAN port mapping: PCP (RFC 6887) and NAT-PMP (RFC 6886) on the gateway's
+UDP 5351, from the B4's port set; --forward exposes a LAN service for good.
+
 Examples:
   lw4o6-b4 --aftr 2001:db8::1 --tun lw4o6 --tun-addr 192.168.77.1/24 --tun-setup
+  lw4o6-b4 --aftr 2001:db8::1 --tun lw4o6 --tun-addr 192.168.77.1/24 --tun-setup \
+      --forward tcp:8080=192.168.77.10:80
   lw4o6-b4 --aftr 2001:db8::1 --ipv6 2001:db8:b4::1 --underlay udp \
       --underlay-peer 127.0.0.1:4666 --socks5 127.0.0.1:1080
 
@@ -78,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.socks5, "socks5", "", "serve SOCKS5 (CONNECT, UDP ASSOCIATE) on `ADDR` as an unprivileged LAN front end")
 	fs.StringVar(&o.nonceFile, "nonce-file", "", "keep the PCP nonce in `FILE` so renewals after a restart are accepted (default: in the user cache directory; \"none\": a fresh nonce each start)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	lanFlags := addLANFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, cli.ErrHelp
@@ -149,6 +156,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		if _, err := net.ResolveTCPAddr("tcp", o.socks5); err != nil {
 			return nil, fmt.Errorf("--socks5 %q: %v", o.socks5, err)
 		}
+	}
+	var err error
+	if o.lan, err = lanFlags.parse(o.tunAddr); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

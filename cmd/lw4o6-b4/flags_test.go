@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -29,6 +30,14 @@ func TestBadFlags(t *testing.T) {
 		{append(base, "--lifetime", "1s"), "--lifetime"},
 		{append(base, "--log-level", "loud"), "--log-level"},
 		{append(base, "extra"), "unexpected argument"},
+		{append(base, "--forward", "tcp:80"), "--forward"},
+		{append(base, "--forward", "sctp:80=198.18.0.2:80"), "--forward"},
+		{append(base, "--forward", "tcp:0=198.18.0.2:80"), "--forward"},
+		{append(base, "--forward", "tcp:80=2001:db8::2:80"), "--forward"},
+		{append(base, "--forward", "tcp:80=198.18.0.2:80", "--forward", "tcp:81=198.18.0.2:80"), "forwarded twice"},
+		{append(base, "--lan-pcp", "2001:db8::1"), "--lan-pcp"},
+		{append(base, "--lan-pcp", "none", "--lan-pcp", "198.18.0.1"), "--lan-pcp none"},
+		{append(base, "--lan-pcp-third-party", "198.18.0.300/24"), "--lan-pcp-third-party"},
 		{[]string{"--bogus"}, "bogus"},
 	} {
 		var out, errb bytes.Buffer
@@ -59,5 +68,28 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
+	}
+}
+
+func TestForwardAndLANFlags(t *testing.T) {
+	var errb bytes.Buffer
+	o, err := parseFlags([]string{"--aftr", "2001:db8::1", "--tun", "x", "--tun-addr", "198.18.1.1/30",
+		"--forward", "tcp:8080=198.18.0.2:80", "--forward", "UDP:53=198.18.0.3:5353", "--lan-pcp-third-party", "198.18.0.9/32"}, &errb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.lan.forwards) != 2 || o.lan.forwards[0].Proto != 6 || o.lan.forwards[0].External != 8080 ||
+		o.lan.forwards[0].Internal != netip.MustParseAddrPort("198.18.0.2:80") || o.lan.forwards[1].Proto != 17 {
+		t.Errorf("forwards %+v", o.lan.forwards)
+	}
+	if len(o.lan.addrs) != 1 || o.lan.addrs[0] != netip.MustParseAddr("198.18.1.1") {
+		t.Errorf("--lan-pcp default %v, want the --tun-addr address", o.lan.addrs)
+	}
+	if len(o.lan.thirdParty) != 1 {
+		t.Errorf("third party %v", o.lan.thirdParty)
+	}
+	o, err = parseFlags([]string{"--aftr", "2001:db8::1", "--tun", "x", "--tun-addr", "198.18.1.1/30", "--lan-pcp", "none"}, &errb)
+	if err != nil || len(o.lan.addrs) != 0 || !o.lan.off {
+		t.Errorf("--lan-pcp none: %+v %v", o.lan, err)
 	}
 }

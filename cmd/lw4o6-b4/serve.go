@@ -65,6 +65,7 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	cfg.PortSetSize = uint16(o.portSetSize)
 	cfg.Lifetime = o.lifetime
 	cfg.Logger = log
+	o.lan.apply(&cfg)
 	switch nf := o.nonceFile; nf {
 	case "none":
 	case "":
@@ -103,6 +104,13 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 		wg.Add(1)
 		go func() { defer wg.Done(); devlink.Pump(dev, bb.FromLAN, log) }()
 		log.Info("LAN TUN ready", "dev", dev.Name(), "mtu", cfg.TunnelMTU)
+	}
+	if srv := bb.LANPCP(); srv != nil && !o.lan.off && len(o.lan.addrs) > 0 {
+		stop, err := startLANPCP(o.lan.addrs, srv, log)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, stop)
 	}
 	if o.socks5 != "" {
 		stop, err := startSOCKS(o.socks5, bb, lan, cfg.TunnelMTU, log)
@@ -214,7 +222,8 @@ func printStatus(ctx context.Context, bb *b4.B4, w io.Writer) {
 		st := bb.Status()
 		if st.Provisioned != last.Provisioned || st.PublicIPv4 != last.PublicIPv4 || st.Ports != last.Ports || st.Provisionings != last.Provisionings {
 			if st.Provisioned {
-				fmt.Fprintf(w, "provisioned: public IPv4 %v ports %v lifetime %v\n", st.PublicIPv4, st.Ports, st.Lifetime)
+				fmt.Fprintf(w, "provisioned: public IPv4 %v ports %v lifetime %v pool %v\n", st.PublicIPv4, st.Ports, st.Lifetime, st.Pool)
+				printForwards(w, st)
 			} else if last.Provisioned {
 				fmt.Fprintln(w, "deprovisioned: provisioning again")
 			}
