@@ -130,6 +130,7 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 			// subscriber inventing B4 addresses cannot drain the pool.
 			QuotaPerPrefix: cfg.QuotaPerPrefix,
 			QuotaPrefixLen: cfg.QuotaPrefixLen,
+			MaxSetsPerB4:   cfg.MaxSetsPerB4, // docs/port-sets.md; 0 is 1
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)

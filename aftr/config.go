@@ -140,6 +140,11 @@ type Config struct {
 	// quotas). 0: no quota.
 	QuotaPerPrefix int
 	QuotaPrefixLen int
+	// MaxSetsPerB4 caps the port sets one B4 holds through PCP: its first
+	// and the additional ones it asks for under load (docs/port-sets.md);
+	// one more is refused with USER_EX_QUOTA and counted. 1 keeps one set
+	// per B4 (PROTOCOL.md §8 item 2).
+	MaxSetsPerB4 int
 	// ForwardToLoopback forwards B4 packets addressed to 127.0.0.0/8 to
 	// the Internet side, which RFC 1812 §5.3.7 says a router SHOULD NOT
 	// do. Only for a lab whose Internet side is the host's own loopback
@@ -156,6 +161,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		PortsPerB4:             2048,
+		MaxSetsPerB4:           4,
 		LifetimeMin:            120 * time.Second,
 		LifetimeMax:            24 * time.Hour,
 		HopLimit:               64,
@@ -200,6 +206,9 @@ func (c *Config) validate() error {
 	}
 	if c.IPv4Addr.IsValid() && !c.IPv4Addr.Is4() {
 		return fmt.Errorf("%w: IPv4Addr %v is not IPv4", ErrConfig, c.IPv4Addr)
+	}
+	if c.MaxSetsPerB4 < 0 || c.MaxSetsPerB4 > bindings.MaxSet {
+		return fmt.Errorf("%w: MaxSetsPerB4 %d is not in [0, %d]", ErrConfig, c.MaxSetsPerB4, bindings.MaxSet)
 	}
 	if c.HopLimit == 0 {
 		return fmt.Errorf("%w: HopLimit 0", ErrConfig)

@@ -77,6 +77,8 @@ const (
 	cOutICMPv6Echo
 
 	cDropMartianDstIPv4 // from a B4 to 0/8, 127/8 or 240/4 (255.255.255.255)
+
+	cPCPRefusedSetLimit // MAPs for a set past MaxSetsPerB4 (docs/port-sets.md)
 )
 
 var counterNames = []string{
@@ -144,4 +146,6 @@ var counterNames = []string{
 	cOutICMPv6Echo:           "out-icmpv6-echo-reply",
 
 	cDropMartianDstIPv4: "drop-martian-dst-ipv4",
+
+	cPCPRefusedSetLimit: "pcp-refused-set-limit",
 }

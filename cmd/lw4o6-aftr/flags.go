@@ -35,6 +35,7 @@ type options struct {
 	profile     string
 	quota       int
 	quotaLen    int
+	maxSets     int
 	// changed records the flags given explicitly: they override what a
 	// --bindings file says.
 	changed map[string]bool
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.loopback, "egress-allow-loopback", false, "with --ipv4-side host: let B4s reach this host's loopback (lab use only)")
 	fs.IntVar(&o.quota, "quota-per-prefix", 16, "most PCP bindings for the B4 addresses of one subscriber prefix (0: no quota)")
 	fs.IntVar(&o.quotaLen, "quota-prefix-len", 56, "subscriber prefix length the quota counts by (a typical delegation: /56)")
+	fs.IntVar(&o.maxSets, "max-sets-per-b4", 4, "most port sets one B4 holds: its first and those it asks for under load (docs/port-sets.md); 1: one set per B4")
 	fs.StringVar(&o.bindings, "bindings", "", "static bindings and interface settings from a Snabb lwAFTR softwire-config `FILE`, read as is (explicit flags override its settings)")
 	fs.StringVar(&o.profile, "profile", "rfc", "knob set: rfc (RFC-sound defaults) or snabb (behave as Snabb lwAFTR: hop limit 255, its TTL and ICMP choices, sequential fragment IDs)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -103,6 +105,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.quotaLen < 1 || o.quotaLen > 128 {
 		return nil, fmt.Errorf("--quota-prefix-len %d: want 1 to 128", o.quotaLen)
+	}
+	if o.maxSets < 1 || o.maxSets > 1023 {
+		return nil, fmt.Errorf("--max-sets-per-b4 %d: want 1 to 1023", o.maxSets)
 	}
 	if o.profile != "rfc" && o.profile != "snabb" {
 		return nil, fmt.Errorf("--profile %q: want rfc or snabb", o.profile)

@@ -114,6 +114,7 @@ func buildConfig(o *options) (aftr.Config, error) {
 	cfg.PortsPerB4 = o.portsPerB4
 	cfg.LifetimeMin, cfg.LifetimeMax = o.lifetimeMin, o.lifetimeMax
 	cfg.QuotaPerPrefix, cfg.QuotaPrefixLen = o.quota, o.quotaLen
+	cfg.MaxSetsPerB4 = o.maxSets
 	if o.bindings == "" || o.changed["icmp-on-fail"] {
 		cfg.ICMPv6OnBindingFailure = o.icmpOnFail
 	}
