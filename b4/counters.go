@@ -27,6 +27,10 @@ const (
 	cOutIPv6Frag
 	cInIPv6Frag
 	cDropFragmentIPv6
+	cPoolGrow         // port sets added under load (pool.go)
+	cPoolShrink       // added sets given back idle
+	cPoolRefused      // requests for one more set the AFTR refused
+	cPoolOtherAddress // sets granted on another address, given back
 )
 
 var counterNames = []string{
@@ -53,4 +57,8 @@ var counterNames = []string{
 	cOutIPv6Frag:             "out-ipv6-frag",
 	cInIPv6Frag:              "in-ipv6-frag",
 	cDropFragmentIPv6:        "drop-ipv6-frag-invalid-reassembly",
+	cPoolGrow:                "pool-grow",
+	cPoolShrink:              "pool-shrink",
+	cPoolRefused:             "pool-refused",
+	cPoolOtherAddress:        "pool-drop-set-other-address",
 }

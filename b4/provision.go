@@ -59,7 +59,10 @@ func (b *B4) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	defer func() { stop(); conn.Close(); <-done; <-swept }()
+	// More sets on demand (pool.go, docs/port-sets.md).
+	pooled := make(chan struct{})
+	go func() { defer close(pooled); b.runPool(runCtx, client) }()
+	defer func() { stop(); conn.Close(); <-done; <-swept; <-pooled }()
 
 	p := provisioner{b: b, client: client}
 	for {
