@@ -307,13 +307,19 @@ func (b *B4) sets(s *Status) {
 	}
 }
 
-// publish puts the added sets into Status.
+// publish puts the added sets into Status; a change is a status change.
 func (p *pool) publish() {
 	out := make([]SetStatus, len(p.sets))
 	for i, s := range p.sets {
 		out[i] = s.SetStatus
 	}
-	p.b.mu.Lock()
-	p.b.extraSets = out
-	p.b.mu.Unlock()
+	b := p.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if slices.Equal(out, b.extraSets) {
+		return
+	}
+	b.extraSets = out
+	close(b.change) // a status change: wake Changed's waiters
+	b.change = make(chan struct{})
 }
