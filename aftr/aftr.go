@@ -144,6 +144,7 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 			// subscriber inventing B4 addresses cannot drain the pool.
 			QuotaPerPrefix: cfg.QuotaPerPrefix,
 			QuotaPrefixLen: cfg.QuotaPrefixLen,
+			MaxSetsPerB4:   cfg.MaxSetsPerB4, // docs/port-sets.md; 0 is 1
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
@@ -295,10 +296,15 @@ func (a *AFTR) RemoveBinding(b4 netip.Addr) bool {
 	// Under a.mu, as Map: a MAP between the release and the delete would
 	// leave its new binding without a nonce.
 	a.mu.Lock()
+	sets := a.table.ByB4(b4)
 	ok, _ := a.pool.Release(b4)
 	delete(a.nonces, b4)
 	if ok {
-		a.journalDelete(nil, b4)
+		for _, b := range sets {
+			if !b.Static {
+				a.journalDelete(nil, b4, b.Set)
+			}
+		}
 	}
 	a.mu.Unlock()
 	if ok {

@@ -167,6 +167,11 @@ type Config struct {
 	// quotas). 0: no quota.
 	QuotaPerPrefix int
 	QuotaPrefixLen int
+	// MaxSetsPerB4 caps the port sets one B4 holds through PCP: its first
+	// and the additional ones it asks for under load (docs/port-sets.md);
+	// one more is refused with USER_EX_QUOTA and counted. 1 keeps one set
+	// per B4 (PROTOCOL.md §8 item 2).
+	MaxSetsPerB4 int
 	// ForwardToLoopback forwards B4 packets addressed to 127.0.0.0/8 to
 	// the Internet side, which RFC 1812 §5.3.7 says a router SHOULD NOT
 	// do. Only for a lab whose Internet side is the host's own loopback
@@ -188,6 +193,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		PortsPerB4:             2048,
+		MaxSetsPerB4:           4,
 		LifetimeMin:            120 * time.Second,
 		LifetimeMax:            24 * time.Hour,
 		HopLimit:               64,
@@ -264,6 +270,9 @@ func (c *Config) validate() error {
 		if c.IPv4Addr.IsValid() && p.Contains(c.IPv4Addr) {
 			return fmt.Errorf("%w: the AFTR's own IPv4 address %v is inside pool %v, whose ports belong to B4s", ErrConfig, c.IPv4Addr, p)
 		}
+	}
+	if c.MaxSetsPerB4 < 0 || c.MaxSetsPerB4 > bindings.MaxSet {
+		return fmt.Errorf("%w: MaxSetsPerB4 %d is not in [0, %d]", ErrConfig, c.MaxSetsPerB4, bindings.MaxSet)
 	}
 	if c.HopLimit == 0 {
 		return fmt.Errorf("%w: HopLimit 0", ErrConfig)

@@ -96,6 +96,8 @@ const (
 	cDropOverSourceRateLimitICMPv6 // one source prefix over its share (icmp.go)
 
 	cDropPCPUnjournaled // a PCP answer withheld: its change could not be made durable
+
+	cPCPRefusedSetLimit // MAPs for a set past MaxSetsPerB4 (docs/port-sets.md)
 )
 
 var counterNames = []string{
@@ -180,4 +182,6 @@ var counterNames = []string{
 	cDropOverSourceRateLimitICMPv6: "drop-over-source-rate-limit-icmpv6",
 
 	cDropPCPUnjournaled: "drop-unjournaled-pcp",
+
+	cPCPRefusedSetLimit: "pcp-refused-set-limit",
 }

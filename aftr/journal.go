@@ -135,11 +135,11 @@ func (a *AFTR) journalPut(client any, b bindings.Binding, nonce [12]byte) {
 }
 
 // journalDelete records that b4's dynamic binding is gone.
-func (a *AFTR) journalDelete(client any, b4 netip.Addr) {
+func (a *AFTR) journalDelete(client any, b4 netip.Addr, set uint16) {
 	if a.journal == nil {
 		return
 	}
-	if err := a.journal.Append(journal.Record{Kind: journal.KindDelete, Binding: bindings.Binding{B4: b4}}, nil); err != nil {
+	if err := a.journal.Append(journal.Record{Kind: journal.KindDelete, Binding: bindings.Binding{B4: b4, Set: set}}, nil); err != nil {
 		a.unjournaled(client, err)
 		if client == nil {
 			a.log.Warn("journal: binding removal not journaled; it returns after a restart until it expires", "b4", b4, "err", err)

@@ -290,3 +290,42 @@ func TestJournalProvisionedBinding(t *testing.T) {
 		t.Errorf("the B4's renewal after the restart got %v:%d, want %v:%d", ip2, first2, ip, first)
 	}
 }
+
+// docs/port-sets.md: each of a B4's sets is its own journal entry. After a
+// restart both sets are back; after a delete of set 2 and a restart, only
+// set 0 is.
+func TestJournalSets(t *testing.T) {
+	dir := t.TempDir()
+	clock := newClock()
+	r := journalRig(t, dir, clock)
+	r.a.FromAccess(pcpPacket(tB4A, b4Req(1, 3600).marshal(t)))
+	ip, first, _ := granted(t, r.pcpReply(tB4A, r.answers(1)[0]))
+	r.a.FromAccess(pcpPacket(tB4A, setReq(1, 2).marshal(t)))
+	ip2, first2, _ := granted(t, r.pcpReply(tB4A, r.answers(1)[0]))
+	r.a.journal.Kill()
+
+	r2 := journalRig(t, dir, clock)
+	got := map[uint16]uint16{}
+	for _, b := range r2.a.Bindings() {
+		if b.IPv4 != ip && b.IPv4 != ip2 {
+			t.Errorf("restored %v", b)
+		}
+		rs := b.PSID.Ranges()
+		got[b.Set] = rs[0].First
+	}
+	if len(got) != 2 || got[0] != first || got[2] != first2 {
+		t.Fatalf("restored sets %v, want 0:%d 2:%d", got, first, first2)
+	}
+	del := setReq(1, 2)
+	del.lifetime = 0
+	r2.a.FromAccess(pcpPacket(tB4A, del.marshal(t)))
+	if m := r2.pcpReply(tB4A, r2.answers(1)[0]); m.Result != pcp.Success {
+		t.Fatalf("delete of set 2: %v", m.Result)
+	}
+	r2.a.journal.Kill()
+	r3 := journalRig(t, dir, clock)
+	defer r3.a.Close()
+	if bs := r3.a.Bindings(); len(bs) != 1 || bs[0].Set != 0 || bs[0].PSID.Ranges()[0].First != first {
+		t.Errorf("after deleting set 2: %v, want set 0 only", bs)
+	}
+}

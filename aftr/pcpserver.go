@@ -41,6 +41,10 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 		}
 		return pcp.Response{Result: pcp.NotAuthorized}
 	}
+	set, ok := setNumber(m.InternalPort)
+	if !ok {
+		return pcp.Response{Result: pcp.MalformedRequest}
+	}
 	if len(r.Filters) > 0 {
 		// The AFTR does no filtering (RFC 7596 §6: it keeps no sessions);
 		// a B4 filters on its own NAT.
@@ -68,21 +72,25 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 		return pcp.Response{Result: pcp.NoResources}
 	}
 	if r.Message.Lifetime == 0 {
-		// Delete (RFC 6887 §15.1; RFC 7753 §4.2: the whole set). Deleting
-		// nothing succeeds too, so retransmissions get the same answer.
-		if ok, err := a.pool.Release(b4); err != nil {
+		// Delete (RFC 6887 §15.1; RFC 7753 §4.2: the whole set, and only
+		// that set, docs/port-sets.md). Deleting nothing succeeds too, so
+		// retransmissions get the same answer.
+		if ok, err := a.pool.ReleaseSet(b4, set); err != nil {
 			return pcp.Response{Result: pcp.NotAuthorized}
 		} else if ok {
-			a.log.Info("binding deleted by PCP", "b4", b4)
-			a.journalDelete(r.Client, b4)
+			a.log.Info("binding deleted by PCP", "b4", b4, "set", set)
+			a.journalDelete(r.Client, b4, set)
 		}
-		delete(a.nonces, b4)
+		if len(a.table.ByB4(b4)) == 0 {
+			delete(a.nonces, b4)
+		}
 		return pcp.Response{Result: pcp.Success}
 	}
 	req := bindings.Request{
 		Size:               int(r.PortSet.Size),
 		SuggestedFirstPort: m.ExternalPort,
 		Lifetime:           time.Duration(r.Message.Lifetime) * time.Second,
+		Set:                set,
 	}
 	if ip := m.ExternalIP.Unmap(); ip.Is4() && !ip.IsUnspecified() {
 		req.SuggestedIPv4 = ip
@@ -91,6 +99,8 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 	switch {
 	case errors.Is(err, bindings.ErrQuota):
 		return pcp.Response{Result: pcp.UserExQuota}
+	case errors.Is(err, bindings.ErrSetLimit):
+		return a.refuseSet(b4, set)
 	case err != nil:
 		a.log.Warn("PCP allocation failed", "b4", b4, "err", err)
 		return pcp.Response{Result: pcp.NoResources}
@@ -104,7 +114,7 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 	// provisioning system installed), never the provisioning system's.
 	a.journalPut(r.Client, b, a.nonces[b4])
 	first, size := firstAndSize(b)
-	a.log.Info("binding", "b4", b4, "ipv4", b.IPv4, "ports", size, "first", first, "expires", b.Expires)
+	a.log.Info("binding", "b4", b4, "set", set, "ipv4", b.IPv4, "ports", size, "first", first, "expires", b.Expires)
 	return pcp.Response{
 		Result:       pcp.Success,
 		Lifetime:     remaining(b, now),

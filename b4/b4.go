@@ -61,6 +61,9 @@ type Status struct {
 	LANMappings []lanpcp.Mapping
 	Forwards    []lanpcp.ForwardStatus
 	LANPCP      lanpcp.Stats
+	// Sets lists every port set held: the first (PublicIPv4, Ports) and
+	// those added under load (docs/port-sets.md, pool.go), with their use.
+	Sets []SetStatus
 }
 
 // B4 is one lwB4 instance.
@@ -84,9 +87,10 @@ type B4 struct {
 	provisioned atomic.Bool
 	lost        chan string // reasons to provision again; buffered 1
 
-	mu     sync.Mutex
-	status Status
-	change chan struct{} // closed and replaced on every status change
+	mu        sync.Mutex
+	status    Status
+	extraSets []SetStatus   // the pool loop's added sets (pool.go)
+	change    chan struct{} // closed and replaced on every status change
 }
 
 // New builds a B4 that sends LAN-bound packets on lan and softwire packets
@@ -158,6 +162,7 @@ func (b *B4) Status() Status {
 	s.Counters = b.count.Snapshot()
 	s.NAT = b.nat.Stats()
 	b.lanStatus(&s)
+	b.sets(&s)
 	return s
 }
 

@@ -40,6 +40,17 @@ type Config struct {
 	// Nonce is the PCP mapping nonce. Keep it across restarts so renewals
 	// are not refused (PROTOCOL.md §8 item 6); nil picks a random one.
 	Nonce *[12]byte
+	// MaxSets is the most port sets the B4 holds: above 1 it asks the
+	// AFTR for more when the NAT fills (docs/port-sets.md, pool.go), up to
+	// nat.MaxSets; 1 keeps the one set.
+	MaxSets int
+	// GrowAt is the high-water mark, the share (0, 1] of the ports held
+	// that mappings may use before the B4 asks for one more set (it asks
+	// too when a port allocation fails).
+	GrowAt float64
+	// ShrinkAfter is how long an added set stays unused before the B4
+	// gives it back (MAP lifetime 0).
+	ShrinkAfter time.Duration
 	// NAT configures the NAPT44.
 	NAT nat.Config
 	// LANPCP configures the LAN's PCP and NAT-PMP server (b4/lanpcp) on
@@ -60,6 +71,9 @@ func DefaultConfig() Config {
 		HopLimit:          64,
 		TunnelMTU:         1460,
 		ReprovisionOnICMP: true,
+		MaxSets:           4,
+		GrowAt:            0.8,
+		ShrinkAfter:       3 * time.Minute,
 	}
 }
 
@@ -86,6 +100,15 @@ func (c *Config) validate() error {
 	}
 	if c.HopLimit == 0 {
 		return fmt.Errorf("%w: HopLimit 0", ErrConfig)
+	}
+	if c.MaxSets == 0 {
+		c.MaxSets = 1 // a Config not from DefaultConfig: one set, as before
+	}
+	if c.MaxSets < 1 || c.MaxSets > nat.MaxSets {
+		return fmt.Errorf("%w: MaxSets %d is not in [1, %d]", ErrConfig, c.MaxSets, nat.MaxSets)
+	}
+	if c.MaxSets > 1 && (!(c.GrowAt > 0 && c.GrowAt <= 1) || c.ShrinkAfter <= 0) {
+		return fmt.Errorf("%w: GrowAt %v (want (0, 1]) or ShrinkAfter %v (want > 0)", ErrConfig, c.GrowAt, c.ShrinkAfter)
 	}
 	if c.TunnelMTU < 576 {
 		return fmt.Errorf("%w: TunnelMTU %d below 576", ErrConfig, c.TunnelMTU)

@@ -30,6 +30,10 @@ const (
 	cInLANPCP
 	cOutLANPCP
 	cDropLANPCP
+	cPoolGrow         // port sets added under load (pool.go)
+	cPoolShrink       // added sets given back idle
+	cPoolRefused      // requests for one more set the AFTR refused
+	cPoolOtherAddress // sets granted on another address, given back
 )
 
 var counterNames = []string{
@@ -59,4 +63,8 @@ var counterNames = []string{
 	cInLANPCP:                "in-lan-pcp-ipv4",
 	cOutLANPCP:               "out-lan-pcp-ipv4",
 	cDropLANPCP:              "drop-lan-pcp-ipv4",
+	cPoolGrow:                "pool-grow",
+	cPoolShrink:              "pool-shrink",
+	cPoolRefused:             "pool-refused",
+	cPoolOtherAddress:        "pool-drop-set-other-address",
 }

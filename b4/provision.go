@@ -60,7 +60,17 @@ func (b *B4) Run(ctx context.Context) error {
 		}
 	}()
 	lanDone := b.runLANPCP(runCtx)
-	defer func() { stop(); conn.Close(); <-done; <-swept; <-lanDone }()
+	// More sets on demand (pool.go, docs/port-sets.md).
+	pooled := make(chan struct{})
+	go func() { defer close(pooled); b.runPool(runCtx, client) }()
+	defer func() {
+		stop()
+		conn.Close()
+		<-done
+		<-swept
+		<-lanDone
+		<-pooled
+	}()
 
 	p := provisioner{b: b, client: client}
 	for {

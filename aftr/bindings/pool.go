@@ -40,6 +40,10 @@ type PoolConfig struct {
 	// quotas). Exceeding it is ErrQuota (USER_EX_QUOTA).
 	QuotaPerPrefix int
 	QuotaPrefixLen int
+	// MaxSetsPerB4 caps the port sets one B4 address holds at once
+	// (static ones included); a request for one more is ErrSetLimit
+	// (docs/port-sets.md). 0 means 1, the single set of PROTOCOL.md §8.2.
+	MaxSetsPerB4 int
 	// BR is the lwAFTR IPv6 address the pool's softwires use.
 	BR netip.Addr
 	// Now is the clock; default the table's. Give the table and the pool
@@ -53,6 +57,10 @@ type Request struct {
 	SuggestedIPv4      netip.Addr // zero, 0.0.0.0 or ::ffff:0.0.0.0: no preference
 	SuggestedFirstPort uint16     // 0: no preference
 	Lifetime           time.Duration
+	// Set is which of the B4's sets is asked for: 0 its first, else
+	// 2..MaxSet (docs/port-sets.md). Each set is renewed, released and
+	// capped on its own.
+	Set uint16
 }
 
 // Pool allocates port sets from IPv4 prefixes into a Table. It shares the
@@ -200,6 +208,12 @@ func (p *Pool) configure() error {
 	if c.QuotaPerPrefix < 0 {
 		return fmt.Errorf("%w: QuotaPerPrefix %d", ErrInvalid, c.QuotaPerPrefix)
 	}
+	if c.MaxSetsPerB4 == 0 {
+		c.MaxSetsPerB4 = 1
+	}
+	if c.MaxSetsPerB4 < 1 || c.MaxSetsPerB4 > MaxSet {
+		return fmt.Errorf("%w: MaxSetsPerB4 %d is not in [1, %d]", ErrInvalid, c.MaxSetsPerB4, MaxSet)
+	}
 	if c.QuotaPrefixLen == 0 {
 		c.QuotaPrefixLen = 64
 	}
@@ -221,18 +235,22 @@ func pow2In(v, lo, hi int) bool { return v >= lo && v <= hi && v&(v-1) == 0 }
 // kOf is the PSID length of an a = 0 block of size ports.
 func kOf(size int) uint8 { return uint8(16 - bits.TrailingZeros(uint(size))) }
 
-// Allocate gives b4 a port set, or renews the one it has (RFC 6887 §11.3,
-// RFC 7753 §4), and returns the binding now in the table:
-//   - a static binding of b4 is returned as it is (infinite lifetime);
-//   - a live dynamic binding of b4 is renewed: new lifetime, same address
-//     and ports, whatever was suggested or asked;
+// Allocate gives b4 its port set number req.Set, or renews it (RFC 6887
+// §11.3, RFC 7753 §4), and returns the binding now in the table:
+//   - for set 0, a static binding of b4 is returned as it is (infinite
+//     lifetime);
+//   - a live dynamic binding of b4 with that set number is renewed: new
+//     lifetime, same address and ports, whatever was suggested or asked;
+//   - a new set past MaxSetsPerB4 live ones is ErrSetLimit;
 //   - otherwise b4 gets a block of min(PortsPerB4, largest power of two
 //     ≤ req.Size) ports: the suggested block if it is free and not held
 //     down for another B4 (b4 may reclaim its own, RFC 6887 §15; another's
 //     reservation does not stop it), else another unreserved block on the
-//     suggested address, else b4's own block still in hold-down or
-//     reserved, else the first free unreserved block in pool order (see
-//     Pool), else the oldest reservation of another B4 (reserve.go).
+//     suggested address — with no suggestion, the address of b4's other
+//     sets (RFC 7753 §6.1: one external address per subscriber) — else
+//     b4's own block still in hold-down or reserved, else the first free
+//     unreserved block in pool order (see Pool), else the oldest
+//     reservation of another B4 (reserve.go).
 //
 // The lifetime is req.Lifetime clamped to [MinLifetime, MaxLifetime]. A
 // lifetime of 0 is a PCP delete: the caller routes it to Release, and here
@@ -248,6 +266,9 @@ func (p *Pool) Allocate(b4 netip.Addr, req Request) (Binding, error) {
 	}
 	if req.Lifetime <= 0 {
 		return Binding{}, fmt.Errorf("%w: lifetime %v (0 is a delete: call Release)", ErrInvalid, req.Lifetime)
+	}
+	if req.Set > MaxSet {
+		return Binding{}, fmt.Errorf("%w: set number %d over %d", ErrInvalid, req.Set, MaxSet)
 	}
 	size := p.cfg.PortsPerB4
 	if req.Size < size {
@@ -269,18 +290,34 @@ func (p *Pool) Allocate(b4 netip.Addr, req Request) (Binding, error) {
 	locs := t.locs(key)
 	for _, l := range locs {
 		ip, psid := uint32(l>>16), uint16(l)
-		if s := t.r.get(ip); s.slotAt(psid).static() {
+		if s := t.r.get(ip); s.slotAt(psid).static() && req.Set == 0 {
 			return t.binding(ip, s, psid, s.slotAt(psid)), nil
 		}
 	}
+	others := 0 // b4's live sets other than req.Set
+	var home netip.Addr
 	for _, l := range locs {
 		ip, psid := uint32(l>>16), uint16(l)
 		s := t.r.get(ip)
-		if v := s.slotAt(psid); v.live(nowNs) {
+		v := s.slotAt(psid)
+		switch {
+		case !v.live(nowNs):
+		case v.set() == req.Set && !v.static():
 			v.exp = exp
 			t.setSlot(ip, s, psid, v)
 			return t.binding(ip, s, psid, v), nil
+		default:
+			others++
+			if !home.IsValid() || v.set() == 0 {
+				home = ip4(ip)
+			}
 		}
+	}
+	if others >= p.cfg.MaxSetsPerB4 {
+		return Binding{}, fmt.Errorf("%w: B4 %v holds %d port sets", ErrSetLimit, b4, others)
+	}
+	if a := req.SuggestedIPv4.Unmap(); (!a.Is4() || a.IsUnspecified()) && home.IsValid() {
+		req.SuggestedIPv4, req.SuggestedFirstPort = home, 0
 	}
 
 	quotaOK := p.cfg.QuotaPerPrefix == 0 || int(t.perPrefix[prefixOf(key, t.quotaBits)]) < p.cfg.QuotaPerPrefix
@@ -289,7 +326,7 @@ func (p *Pool) Allocate(b4 netip.Addr, req Request) (Binding, error) {
 			s = newAddrSet(0, k)
 			t.r.put(ip, s)
 		}
-		v := slot{meta: flagPresent | uint32(p.br)<<16, hi: key.hi, lo: key.lo, exp: exp}
+		v := slot{meta: flagPresent | uint32(req.Set)<<setShift | uint32(p.br)<<16, hi: key.hi, lo: key.lo, exp: exp}
 		t.setSlot(ip, s, psid, v)
 		t.dropOtherReservations(key, uint64(ip)<<16|uint64(psid))
 		return t.binding(ip, s, psid, v)
@@ -297,9 +334,9 @@ func (p *Pool) Allocate(b4 netip.Addr, req Request) (Binding, error) {
 	if ip, s, psid, ok := p.suggested(req, k, key, nowNs, quotaOK); ok {
 		return take(ip, s, psid), nil
 	}
-	for _, l := range locs { // b4's own block in hold-down
+	for _, l := range locs { // b4's own block in hold-down (or expired)
 		ip, psid := uint32(l>>16), uint16(l)
-		if s := t.r.get(ip); s.a == 0 && s.k == k && p.contains(ip) && uint32(psid) >= lowPSID(k) {
+		if s := t.r.get(ip); s.a == 0 && s.k == k && p.contains(ip) && uint32(psid) >= lowPSID(k) && !s.slotAt(psid).live(nowNs) {
 			return take(ip, s, psid), nil
 		}
 	}
@@ -376,7 +413,8 @@ func (p *Pool) avail(s *addrSet, psid uint16, key b4Key, now int64, quotaOK, exa
 	case v.static():
 		return false
 	case v.owner() == key:
-		return true
+		// Its own block, unless it is live as another of its sets.
+		return !v.live(now)
 	case v.reserved():
 		return quotaOK && (exact || now >= v.exp)
 	case v.held():
@@ -396,12 +434,23 @@ func (s *addrSet) firstFree() (uint16, bool) {
 	return 0, false
 }
 
-// Release deletes b4's dynamic binding (PCP MAP with lifetime 0, RFC 6887
-// §15): the block goes into hold-down, reclaimable by b4 only. It returns
-// whether there was a live binding; none is not an error (a retransmitted
-// delete gets the same answer). A B4 with only static bindings gets
-// ErrStatic (NOT_AUTHORIZED).
+// Release deletes b4's dynamic bindings, all its sets (PCP MAP with lifetime
+// 0, RFC 6887 §15): the blocks go into hold-down, reclaimable by b4 only. It
+// returns whether there was a live binding; none is not an error (a
+// retransmitted delete gets the same answer). A B4 with only static
+// bindings gets ErrStatic (NOT_AUTHORIZED).
 func (p *Pool) Release(b4 netip.Addr) (bool, error) {
+	return p.release(b4, -1)
+}
+
+// ReleaseSet is Release for one of b4's sets (docs/port-sets.md): its other
+// sets stay. Set 0 with only a static binding is ErrStatic.
+func (p *Pool) ReleaseSet(b4 netip.Addr, set uint16) (bool, error) {
+	return p.release(b4, int(set))
+}
+
+// release releases b4's set number set, or all of them when set < 0.
+func (p *Pool) release(b4 netip.Addr, set int) (bool, error) {
 	if !usableB4(b4) {
 		return false, fmt.Errorf("%w: B4 address %v is not a unicast IPv6 address", ErrInvalid, b4)
 	}
@@ -415,6 +464,7 @@ func (p *Pool) Release(b4 netip.Addr) (bool, error) {
 		s := t.r.get(ip)
 		v := s.slotAt(psid)
 		switch {
+		case set >= 0 && int(v.set()) != set:
 		case v.static():
 			static = true
 		case v.live(now):

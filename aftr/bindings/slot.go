@@ -12,10 +12,16 @@ const (
 	flagPresent uint32 = 1 << 0 // the slot holds a binding or a hold-down record
 	flagStatic  uint32 = 1 << 1 // operator binding: never expires
 	flagHeld    uint32 = 1 << 2 // hold-down record, no longer a binding: exp is when the hold ends
+
+	// Bits 3-12 hold the set number: which of its B4's port sets the
+	// entry is (docs/port-sets.md).
+	setShift        = 3
+	setMask  uint32 = MaxSet << setShift
+
 	// flagReserved (with flagHeld) marks a block kept for its last owner
 	// after its hold-down (or named by a journal): exp is when the
 	// reservation ends. Unlike a hold-down it is soft (reserve.go).
-	flagReserved uint32 = 1 << 3
+	flagReserved uint32 = 1 << 13
 )
 
 // slot is one entry's value as a plain struct.
@@ -33,6 +39,7 @@ func (v slot) reserved() bool {
 }
 func (v slot) br() uint16   { return uint16(v.meta >> 16) }
 func (v slot) owner() b4Key { return b4Key{v.hi, v.lo} }
+func (v slot) set() uint16  { return uint16(v.meta & setMask >> setShift) }
 
 // live reports whether the slot is a binding at time now (Unix ns).
 func (v slot) live(now int64) bool {

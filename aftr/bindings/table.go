@@ -48,7 +48,15 @@ var (
 	// ErrStatic: a dynamic operation on a static binding (PCP NOT_AUTHORIZED,
 	// RFC 6887 §11.3: a client may not delete a static mapping).
 	ErrStatic = errors.New("bindings: binding is static")
+	// ErrSetLimit: the B4 already holds PoolConfig.MaxSetsPerB4 port sets
+	// (PCP USER_EX_QUOTA, docs/port-sets.md).
+	ErrSetLimit = errors.New("bindings: B4 holds its most port sets")
 )
+
+// MaxSet is the largest set number: a B4's sets are numbered 0 (the first)
+// to MaxSet by the Internal Port of the MAP that made them, which lies
+// among the system ports no dynamic set ever holds (docs/port-sets.md).
+const MaxSet = 1023
 
 // Binding is one softwire.
 type Binding struct {
@@ -58,6 +66,10 @@ type Binding struct {
 	BR      netip.Addr   // lwAFTR IPv6 address of the softwire
 	Expires time.Time    // end of life; zero for a static binding
 	Static  bool         // operator binding; never expires
+	// Set numbers the B4's port sets: 0 for its first (and every static
+	// binding), else the Internal Port of the MAP that made it, 2..MaxSet
+	// (docs/port-sets.md).
+	Set uint16
 }
 
 // Ports is the binding's port set: a portset.Range when a = 0, else the PSID.
@@ -204,7 +216,7 @@ func (t *Table) check(b4 netip.Addr, ipv4 [4]byte, port uint16, now int64) bool 
 	return ok && v.owner() == keyOf(b4)
 }
 
-// ByB4 returns the live bindings of b4 (usually zero or one).
+// ByB4 returns the live bindings of b4: one per port set it holds.
 func (t *Table) ByB4(b4 netip.Addr) []Binding {
 	if !b4.Is6() {
 		return nil
@@ -292,8 +304,8 @@ func (t *Table) Restore(b Binding) error {
 	if err != nil {
 		return err
 	}
-	if b.PSID.Offset != 0 || b.Expires.IsZero() {
-		return fmt.Errorf("%w: dynamic binding %v needs a = 0 and an expiry", ErrInvalid, b)
+	if b.PSID.Offset != 0 || b.Expires.IsZero() || b.Set > MaxSet {
+		return fmt.Errorf("%w: dynamic binding %v needs a = 0, an expiry and a set number ≤ %d", ErrInvalid, b, MaxSet)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -301,8 +313,8 @@ func (t *Table) Restore(b Binding) error {
 	key := keyOf(b.B4)
 	loc := uint64(ip)<<16 | uint64(b.PSID.ID)
 	for _, l := range t.locs(key) {
-		if v := t.r.get(uint32(l >> 16)).slotAt(uint16(l)); l != loc && v.live(now) && !v.static() {
-			return fmt.Errorf("%w: %v already has a dynamic binding", ErrConflict, b.B4)
+		if v := t.r.get(uint32(l >> 16)).slotAt(uint16(l)); l != loc && v.live(now) && !v.static() && v.set() == b.Set {
+			return fmt.Errorf("%w: %v already has a dynamic binding as set %d", ErrConflict, b.B4, b.Set)
 		}
 	}
 	s, err := t.ensureSet(ip, 0, b.PSID.Length)
@@ -316,7 +328,7 @@ func (t *Table) Restore(b Binding) error {
 	if old := s.slotAt(b.PSID.ID); old.live(now) && (old.static() || old.owner() != key) {
 		return fmt.Errorf("%w: %v %v is bound to %v", ErrConflict, b.IPv4, b.PSID, old.owner().addr())
 	}
-	t.setSlot(ip, s, b.PSID.ID, slot{meta: flagPresent | uint32(br)<<16, hi: key.hi, lo: key.lo, exp: b.Expires.UnixNano()})
+	t.setSlot(ip, s, b.PSID.ID, slot{meta: flagPresent | uint32(b.Set)<<setShift | uint32(br)<<16, hi: key.hi, lo: key.lo, exp: b.Expires.UnixNano()})
 	return nil
 }
 
@@ -548,6 +560,7 @@ func (t *Table) binding(ip uint32, s *addrSet, psid uint16, v slot) Binding {
 		PSID:   portset.PSID{Offset: s.a, Length: s.k, ID: psid},
 		BR:     (*t.brs.Load())[v.br()],
 		Static: v.static(),
+		Set:    v.set(),
 	}
 	if !v.static() {
 		b.Expires = time.Unix(0, v.exp)

@@ -20,9 +20,9 @@ const (
 	// PCP mapping nonce that owns it (RFC 6887 §11.3), replacing what the
 	// journal held for its B4.
 	KindPut Kind = 1
-	// KindDelete removes the dynamic binding of Binding.B4 (PCP delete,
-	// operator removal); for a static one, the binding with that B4,
-	// IPv4 address and PSID.
+	// KindDelete removes the dynamic binding of Binding.B4 and
+	// Binding.Set (PCP delete, operator removal); for a static one, the
+	// binding with that B4, IPv4 address and PSID.
 	KindDelete Kind = 2
 	// KindExpire says the AFTR swept at Time: every dynamic binding
 	// recorded before it that expires at or before Time is gone, even if
@@ -60,10 +60,10 @@ const (
 	// read (or allocate) more than this.
 	maxPayload = 64
 
-	putLen   = 1 + 1 + 16 + 4 + 4 + 16 + 8 + 12 // kind flags b4 ipv4 psid br expires nonce
-	delLen   = 1 + 1 + 16 + 4 + 4               // kind flags b4 ipv4 psid
-	timeLen  = 1 + 8                            // kind, Unix ns
-	countLen = 1 + 8                            // kind, n
+	putLen   = 1 + 1 + 16 + 4 + 4 + 16 + 8 + 12 + 2 // kind flags b4 ipv4 psid br expires nonce set
+	delLen   = 1 + 1 + 16 + 4 + 4 + 2               // kind flags b4 ipv4 psid set
+	timeLen  = 1 + 8                                // kind, Unix ns
+	countLen = 1 + 8                                // kind, n
 
 	flagStatic = 1
 )
@@ -110,6 +110,8 @@ func appendRecord(b []byte, r *Record) []byte {
 			b = binary.LittleEndian.AppendUint64(b, uint64(exp))
 			b = append(b, r.Nonce[:]...)
 		}
+		// Which of its B4's port sets (docs/port-sets.md).
+		b = binary.LittleEndian.AppendUint16(b, bd.Set)
 	case KindExpire, KindEpoch:
 		b = binary.LittleEndian.AppendUint64(b, uint64(r.Time.UnixNano()))
 	case kindNext, kindEnd:
@@ -156,6 +158,10 @@ func decodeRecord(h, p []byte, r *Record) error {
 			return fmt.Errorf("%w: %v", errCorrupt, err)
 		}
 		bd.PSID = psid
+		bd.Set = binary.LittleEndian.Uint16(p[len(p)-2:])
+		if bd.Set > bindings.MaxSet {
+			return fmt.Errorf("%w: set %d", errCorrupt, bd.Set)
+		}
 		if r.Kind == KindDelete {
 			return nil
 		}

@@ -32,6 +32,7 @@ type entry struct {
 	ip     [4]byte
 	id     uint16
 	a, k   uint8
+	set    uint16
 	used   bool
 	static bool
 }
@@ -43,11 +44,18 @@ func (e *entry) Entry() Entry {
 		PSID:   portset.PSID{Offset: e.a, Length: e.k, ID: e.id},
 		BR:     netip.AddrFrom16(e.br),
 		Static: e.static,
+		Set:    e.set,
 	}
 	if !e.static {
 		b.Expires = time.Unix(0, e.exp)
 	}
 	return Entry{Binding: b, Nonce: e.nonce}
+}
+
+// dynKey names a dynamic binding: one of its B4's port sets.
+type dynKey struct {
+	b4  [16]byte
+	set uint16
 }
 
 type staticKey struct {
@@ -66,7 +74,7 @@ type mark struct {
 type state struct {
 	entries []entry
 	free    []int32
-	dyn     map[[16]byte]int32
+	dyn     map[dynKey]int32
 	static  map[staticKey]int32
 	marks   []mark
 	epoch   int64 // Unix ns; 0: none recorded
@@ -83,7 +91,7 @@ var ErrTooMany = errors.New("journal: too many bindings")
 // them).
 func newState(max, hint int) *state {
 	hint = min(max, hint)
-	return &state{dyn: make(map[[16]byte]int32, hint), static: map[staticKey]int32{},
+	return &state{dyn: make(map[dynKey]int32, hint), static: map[staticKey]int32{},
 		entries: make([]entry, 0, hint), max: max}
 }
 
@@ -94,7 +102,7 @@ func (s *state) apply(r *Record) error {
 	case KindPut:
 		b := &r.Binding
 		e := entry{b4: b.B4.As16(), br: b.BR.As16(), seq: s.seq, nonce: r.Nonce, ip: b.IPv4.As4(),
-			id: b.PSID.ID, a: b.PSID.Offset, k: b.PSID.Length, used: true, static: b.Static}
+			id: b.PSID.ID, a: b.PSID.Offset, k: b.PSID.Length, set: b.Set, used: true, static: b.Static}
 		if !b.Static {
 			e.exp = b.Expires.UnixNano()
 		}
@@ -117,11 +125,11 @@ func (s *state) apply(r *Record) error {
 		if e.static {
 			s.static[staticKey{e.b4, e.ip, e.id}] = i
 		} else {
-			s.dyn[e.b4] = i
+			s.dyn[dynKey{e.b4, e.set}] = i
 		}
 	case KindDelete:
 		b := &r.Binding
-		e := entry{b4: b.B4.As16(), ip: b.IPv4.As4(), id: b.PSID.ID, static: b.Static}
+		e := entry{b4: b.B4.As16(), ip: b.IPv4.As4(), id: b.PSID.ID, set: b.Set, static: b.Static}
 		i, ok := s.lookup(&e)
 		if !ok {
 			return nil
@@ -129,7 +137,7 @@ func (s *state) apply(r *Record) error {
 		if e.static {
 			delete(s.static, staticKey{e.b4, e.ip, e.id})
 		} else {
-			delete(s.dyn, e.b4)
+			delete(s.dyn, dynKey{e.b4, e.set})
 		}
 		s.entries[i] = entry{}
 		s.free = append(s.free, i)
@@ -149,7 +157,7 @@ func (s *state) lookup(e *entry) (int32, bool) {
 		i, ok := s.static[staticKey{e.b4, e.ip, e.id}]
 		return i, ok
 	}
-	i, ok := s.dyn[e.b4]
+	i, ok := s.dyn[dynKey{e.b4, e.set}]
 	return i, ok
 }
 
@@ -170,7 +178,7 @@ func (s *state) dropExpired(now time.Time) int {
 		}
 		j := sort.Search(len(s.marks), func(j int) bool { return s.marks[j].seq > e.seq })
 		if e.exp <= after[j] {
-			delete(s.dyn, e.b4)
+			delete(s.dyn, dynKey{e.b4, e.set})
 			*e = entry{}
 			s.free = append(s.free, int32(i))
 			s.live--

@@ -157,8 +157,9 @@ type Table struct {
 	mu          sync.Mutex
 	provisioned bool
 	ext         uint32
-	ports       portset.Set
-	nports      int
+	ports       portset.Set                 // the first set (SetExternal)
+	nports      int                         // ports of all sets
+	sets        []natSet                    // every set, the first one first (sets.go)
 	byInt       [nProto]map[uint64]*mapping // key: intKey
 	byExt       [nProto]map[uint16]*mapping // key: external port
 	sessions    [nProto]map[uint64]*session // key: sessKey
@@ -223,7 +224,8 @@ var ErrInvalid = errors.New("nat: invalid argument")
 
 // SetExternal installs the provisioned public IPv4 address and port set. If
 // either differs from the current one, every mapping and session is flushed
-// first (RFC 7596 §5.1); setting the same values again changes nothing.
+// first (RFC 7596 §5.1), and the sets AddSet added are dropped; setting the
+// same values again changes nothing, added sets included.
 func (t *Table) SetExternal(addr netip.Addr, ports portset.Set) error {
 	addr = addr.Unmap()
 	if !addr.Is4() {
@@ -240,6 +242,9 @@ func (t *Table) SetExternal(addr netip.Addr, ports portset.Set) error {
 	}
 	t.flushLocked()
 	t.provisioned, t.ext, t.ports, t.nports = true, a, ports, ports.Len()
+	// The sets AddSet added go too: they were on the old address or
+	// beside the old first set (docs/port-sets.md).
+	t.sets = append(t.sets[:0], natSet{ports: ports, n: ports.Len()})
 	return nil
 }
 
@@ -273,6 +278,7 @@ func (t *Table) Clear() {
 	defer t.mu.Unlock()
 	t.flushLocked()
 	t.provisioned, t.ext, t.ports, t.nports = false, 0, nil, 0
+	t.sets = t.sets[:0]
 }
 
 // Flush removes every mapping and session, explicit ones included, and
@@ -411,6 +417,7 @@ func (t *Table) Stats() Stats {
 	s.TCPSessions, s.UDPSessions, s.ICMPSessions = t.nsess[iTCP], t.nsess[iUDP], t.nsess[iICMP]
 	s.Mappings = t.nmap[iTCP] + t.nmap[iUDP] + t.nmap[iICMP]
 	s.Explicit = t.nexplicit
+	t.setStats(&s)
 	return s
 }
 

@@ -91,7 +91,7 @@ func (t *Table) outbound(b []byte) (bool, error) {
 	// The public address is shared with other B4s (RFC 7596): only a
 	// destination port of our own set comes back to our LAN; any other
 	// port belongs to another B4 and goes out, for the AFTR to hairpin.
-	hairpin := p.dst == ext && (pi == iICMP || t.ports.Contains(dport))
+	hairpin := p.dst == ext && (pi == iICMP || t.contains(dport))
 	var xport uint16
 	if hairpin && pi == iICMP {
 		err = ErrUnsupported // an echo request to the public address
@@ -205,7 +205,7 @@ func (t *Table) outboundError(p *ipv4) (bool, error) {
 	} else if _, err = t.sessionFor(pi, m.ext, e.src, rport, now); err == nil {
 		xport = m.ext
 	}
-	hairpin := err == nil && p.dst == ext && t.ports.Contains(e.sport)
+	hairpin := err == nil && p.dst == ext && t.contains(e.sport)
 	var h *mapping
 	if hairpin {
 		switch {

@@ -103,10 +103,21 @@ type Stats struct {
 	TCPSessions, UDPSessions, ICMPSessions int
 	Mappings                               int // TCP, UDP and ICMP mappings, explicit ones included
 	Explicit                               int // mappings with a live explicit (PCP) lifetime
+	// Ports is the number of ports the B4 holds, all sets; PortsUsed the
+	// mappings of the fullest protocol (each protocol has its own port
+	// space, so the fullest one runs out first).
+	Ports, PortsUsed int
+	// AllocFailures counts new mappings, implicit or explicit, that found
+	// no free port.
+	AllocFailures uint64
+	// Sets are the port sets held, the first one first, with their use
+	// (docs/port-sets.md).
+	Sets []SetUsage
 }
 
 type counters struct {
 	out, in, hairpin atomic.Uint64
+	allocFail        atomic.Uint64
 	drop             [2][nReasons]atomic.Uint64
 }
 

@@ -215,16 +215,35 @@ func (t *Table) sessionFor(pi int, ext uint16, raddr uint32, rport uint16, now i
 // in the set and free (port preservation, RFC 4787 REQ-3 MAY), else a linear
 // probe from a random index (RFC 6056 spirit), preferring want1's parity
 // (RFC 4787 REQ-4). Dead mappings met on the way are reclaimed.
+//
+// With several sets (docs/port-sets.md) the first set with a free port is
+// probed, so the sets the B4 added under load are the ones that fall idle.
 func (t *Table) allocPort(pi int, want1, want2 uint16, now int64) (uint16, bool) {
 	if t.nmap[pi] >= t.nports && !t.reap(pi, now) {
+		t.c.allocFail.Add(1)
 		return 0, false
 	}
 	for _, w := range [2]uint16{want1, want2} {
-		if w != 0 && t.ports.Contains(w) && t.portFree(pi, w, now) {
+		if w != 0 && t.contains(w) && t.portFree(pi, w, now) {
 			return w, true
 		}
 	}
-	n := t.nports
+	for i := range t.sets {
+		if p, ok := t.probe(&t.sets[i], pi, want1, now); ok {
+			return p, true
+		}
+	}
+	t.c.allocFail.Add(1)
+	return 0, false
+}
+
+// probe looks for a free port in one set, linearly from a random index,
+// preferring want's parity.
+func (t *Table) probe(s *natSet, pi int, want uint16, now int64) (uint16, bool) {
+	n := s.n
+	if s.used[pi] >= n {
+		return 0, false
+	}
 	start := rand.IntN(n)
 	alt := -1
 	for i := range n {
@@ -232,11 +251,11 @@ func (t *Table) allocPort(pi int, want1, want2 uint16, now int64) (uint16, bool)
 		if j >= n {
 			j -= n
 		}
-		p := t.ports.Nth(j)
+		p := s.ports.Nth(j)
 		if p == 0 || !t.portFree(pi, p, now) {
 			continue
 		}
-		if p&1 == want1&1 {
+		if p&1 == want&1 {
 			return p, true
 		}
 		if alt >= 0 {
@@ -295,6 +314,7 @@ func (t *Table) newMapping(pi int, iaddr uint32, iport, ext uint16, now int64) *
 	t.byInt[pi][intKey(iaddr, iport)] = m
 	t.byExt[pi][ext] = m
 	t.nmap[pi]++
+	t.used(ext, pi, +1)
 	return m
 }
 
@@ -348,6 +368,7 @@ func (t *Table) removeMapping(m *mapping) {
 	delete(t.byInt[m.pi], intKey(m.intAddr, m.intPort))
 	delete(t.byExt[m.pi], m.ext)
 	t.nmap[m.pi]--
+	t.used(m.ext, int(m.pi), -1)
 	if m.explicit {
 		t.nexplicit--
 	}
@@ -364,4 +385,7 @@ func (t *Table) flushLocked() {
 	t.nmap, t.nsess, t.lastReap = [nProto]int{}, [nProto]int{}, [nProto]int64{}
 	t.nsessAll, t.nexplicit = 0, 0
 	t.freeM, t.freeS = nil, nil
+	for i := range t.sets {
+		t.sets[i].used = [nProto]int{}
+	}
 }

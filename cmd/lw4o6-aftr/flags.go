@@ -41,6 +41,7 @@ type options struct {
 	announce        bool
 	announceGroup   netip.Addr
 	stateDir        string
+	maxSets         int
 	// changed records the flags given explicitly: they override what a
 	// --bindings file says.
 	changed map[string]bool
@@ -93,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.loopback, "egress-allow-loopback", false, "with --ipv4-side host: let B4s reach this host's loopback (lab use only)")
 	fs.IntVar(&o.quota, "quota-per-prefix", 16, "most PCP bindings for the B4 addresses of one subscriber prefix (0: no quota)")
 	fs.IntVar(&o.quotaLen, "quota-prefix-len", 56, "subscriber prefix length the quota counts by (a typical delegation: /56)")
+	fs.IntVar(&o.maxSets, "max-sets-per-b4", 4, "most port sets one B4 holds: its first and those it asks for under load (docs/port-sets.md); 1: one set per B4")
 	fs.StringVar(&o.bindings, "bindings", "", "static bindings and interface settings from a Snabb lwAFTR softwire-config `FILE`, read as is (explicit flags override its settings)")
 	fs.StringVar(&o.profile, "profile", "rfc", "knob set: rfc (RFC-sound defaults) or snabb (behave as Snabb lwAFTR: hop limit 255, its TTL and ICMP choices, sequential fragment IDs)")
 	provisioners := fs.StringArray("provisioner", nil, "`PREFIX` of provisioning systems allowed to manage a named B4's binding with PCP THIRD_PARTY over plain UDP to port 5351 (repeatable; RFC 6887 §13.1: trusted networks only); others get no answer")
@@ -146,6 +148,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("--announce-group %q: want an IPv6 multicast group such as ff02::1", *announceGroup)
 		}
 		o.announceGroup = g
+	}
+	if o.maxSets < 1 || o.maxSets > 1023 {
+		return nil, fmt.Errorf("--max-sets-per-b4 %d: want 1 to 1023", o.maxSets)
 	}
 	if o.profile != "rfc" && o.profile != "snabb" {
 		return nil, fmt.Errorf("--profile %q: want rfc or snabb", o.profile)

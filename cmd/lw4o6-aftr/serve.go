@@ -141,6 +141,7 @@ func buildConfig(o *options) (aftr.Config, error) {
 	cfg.QuotaPerPrefix, cfg.QuotaPrefixLen = o.quota, o.quotaLen
 	cfg.Provisioners = o.provisioners
 	cfg.Announce, cfg.AnnounceGroup = o.announce, o.announceGroup
+	cfg.MaxSetsPerB4 = o.maxSets
 	if o.bindings == "" || o.changed["icmp-on-fail"] {
 		cfg.ICMPv6OnBindingFailure = o.icmpOnFail
 	}

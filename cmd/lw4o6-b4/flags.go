@@ -31,6 +31,9 @@ type options struct {
 	mtu          int
 	portSetSize  int
 	lifetime     time.Duration
+	maxSets      int
+	growAt       float64
+	shrinkAfter  time.Duration
 	socks5       string
 	nonceFile    string
 	level        slog.Level
@@ -81,6 +84,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.mtu, "mtu", 1500, "access-side IPv6 MTU; the LAN MTU is this minus 40")
 	fs.IntVar(&o.portSetSize, "port-set-size", 65535, "PORT_SET size asked for (1-65535; 65535 = as many as the AFTR gives)")
 	fs.DurationVar(&o.lifetime, "lifetime", 2*time.Hour, "binding lifetime asked for")
+	fs.IntVar(&o.maxSets, "max-sets", 4, "most port sets to hold: more are asked for when the NAT fills (docs/port-sets.md); 1: one set")
+	fs.Float64Var(&o.growAt, "grow-at", 0.8, "ask for one more port set when mappings use this share of the ports held (0-1]")
+	fs.DurationVar(&o.shrinkAfter, "shrink-after", 3*time.Minute, "give back an added port set unused for this long")
 	fs.StringVar(&o.socks5, "socks5", "", "serve SOCKS5 (CONNECT, UDP ASSOCIATE) on `ADDR` as an unprivileged LAN front end")
 	fs.StringVar(&o.nonceFile, "nonce-file", "", "keep the PCP nonce in `FILE` so renewals after a restart are accepted (default: in the user cache directory; \"none\": a fresh nonce each start)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -148,6 +154,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.portSetSize < 1 || o.portSetSize > 65535 {
 		return nil, fmt.Errorf("--port-set-size %d: want 1 to 65535", o.portSetSize)
+	}
+	if o.maxSets < 1 || o.maxSets > 16 {
+		return nil, fmt.Errorf("--max-sets %d: want 1 to 16", o.maxSets)
+	}
+	if !(o.growAt > 0 && o.growAt <= 1) {
+		return nil, fmt.Errorf("--grow-at %v: want a share in (0, 1]", o.growAt)
+	}
+	if o.shrinkAfter < time.Second {
+		return nil, fmt.Errorf("--shrink-after %v: want 1s or more", o.shrinkAfter)
 	}
 	if o.lifetime < 2*time.Minute || o.lifetime > 24*time.Hour {
 		return nil, fmt.Errorf("--lifetime %v: want 2m to 24h (RFC 6887 §15)", o.lifetime)

@@ -64,6 +64,7 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	cfg.TunnelMTU = uint32(o.mtu - packet.IPv6HeaderLen)
 	cfg.PortSetSize = uint16(o.portSetSize)
 	cfg.Lifetime = o.lifetime
+	cfg.MaxSets, cfg.GrowAt, cfg.ShrinkAfter = o.maxSets, o.growAt, o.shrinkAfter
 	cfg.Logger = log
 	o.lan.apply(&cfg)
 	switch nf := o.nonceFile; nf {
