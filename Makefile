@@ -32,6 +32,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzServeConn -fuzztime=$(FUZZTIME) ./stack/socks5/
 	$(GO) test -run=NONE -fuzz=FuzzReassemble -fuzztime=$(FUZZTIME) ./stack/frag/
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./aftr/snabbconf/
+	$(GO) test -run=NONE -fuzz=FuzzParseReply -fuzztime=$(FUZZTIME) ./b4/dhcp6/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
