@@ -43,18 +43,20 @@ var (
 // Status is what the B4 holds now.
 type Status struct {
 	Provisioned bool
-	// Provisioning says how: "pcp", or for a static binding its
-	// Config.StaticSource ("dhcpv6" for RFC 7598 S46, else "static").
-	Provisioning string
-	PublicIPv4   netip.Addr
-	Ports        portset.Range
-	Lifetime     time.Duration // granted
-	Expires      time.Time
-	Epoch        uint32 // the AFTR's PCP Epoch at the last answer
+	PublicIPv4  netip.Addr
+	Ports       portset.Range
+	Lifetime    time.Duration // granted
+	Expires     time.Time
+	Epoch       uint32 // the AFTR's PCP Epoch at the last answer
 	// Provisionings counts successful (re)provisionings, renewals excluded.
 	Provisionings int
 	Counters      map[string]uint64
 	NAT           nat.Stats
+
+	// Provisioning says how the B4 is provisioned: "pcp", or for a static
+	// binding its Config.StaticSource ("dhcpv6" for RFC 7598 S46, else
+	// "static").
+	Provisioning string
 }
 
 // B4 is one lwB4 instance.
