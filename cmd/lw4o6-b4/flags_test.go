@@ -29,6 +29,10 @@ func TestBadFlags(t *testing.T) {
 		{append(base, "--lifetime", "1s"), "--lifetime"},
 		{append(base, "--log-level", "loud"), "--log-level"},
 		{append(base, "extra"), "unexpected argument"},
+		{append(base, "--provision", "tr069"), "--provision"},
+		{append(base, "--pcp-wait", "0s"), "--pcp-wait"},
+		{append(base, "--dhcpv6-server", "nowhere"), "--dhcpv6-server"},
+		{append(base, "--provision", "dhcpv6"), "--provision dhcpv6 needs the access link"},
 		{[]string{"--bogus"}, "bogus"},
 	} {
 		var out, errb bytes.Buffer
