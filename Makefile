@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./aftr/snabbconf/
 	$(GO) test -run=NONE -fuzz=FuzzReplay -fuzztime=$(FUZZTIME) ./aftr/journal/
 	$(GO) test -run=NONE -fuzz=FuzzIsPCPRequest -fuzztime=$(FUZZTIME) ./internal/lab/
+	$(GO) test -run=NONE -fuzz=FuzzParseReply -fuzztime=$(FUZZTIME) ./b4/dhcp6/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

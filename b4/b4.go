@@ -64,6 +64,11 @@ type Status struct {
 	// Sets lists every port set held: the first (PublicIPv4, Ports) and
 	// those added under load (docs/port-sets.md, pool.go), with their use.
 	Sets []SetStatus
+
+	// Provisioning says how the B4 is provisioned: "pcp", or for a static
+	// binding its Config.StaticSource ("dhcpv6" for RFC 7598 S46, else
+	// "static").
+	Provisioning string
 }
 
 // B4 is one lwB4 instance.

@@ -57,6 +57,8 @@ type Config struct {
 	// Gateway:5351; DisableLANPCP turns it off.
 	LANPCP        lanpcp.Config
 	DisableLANPCP bool
+	// Static provisioning (no PCP): see static.go.
+	Static
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives the B4's log; nil discards it.
@@ -113,5 +115,5 @@ func (c *Config) validate() error {
 	if c.TunnelMTU < 576 {
 		return fmt.Errorf("%w: TunnelMTU %d below 576", ErrConfig, c.TunnelMTU)
 	}
-	return nil
+	return c.Static.validate()
 }

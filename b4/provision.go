@@ -18,6 +18,10 @@ import (
 // again after an ICMPv6 1/5 (RFC 7596 §5.1), a failed Epoch check or an
 // ANNOUNCE (RFC 6887 §8.5, §14.1.3).
 func (b *B4) Run(ctx context.Context) error {
+	if b.cfg.StaticIPv4.IsValid() {
+		return b.runStatic(ctx)
+	}
+	b.setStatus(func(s *Status) { s.Provisioning = "pcp" })
 	conn, err := b.stack.DialUDP(netip.AddrPortFrom(netip.AddrFrom4(addrB4), 0), pcpServerAP)
 	if err != nil {
 		return fmt.Errorf("b4: PCP socket: %w", err)

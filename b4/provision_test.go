@@ -50,8 +50,11 @@ func testRenewal(now func() time.Time) func(*testing.T) {
 			t.Errorf("Expires %v from the B4's now, want 8 s", d)
 		}
 		r2 := e.nextReq(7 * time.Second)
-		if gap := r2.at.Sub(r1.at); gap < 4*time.Second-50*time.Millisecond || gap > 5*time.Second+500*time.Millisecond {
-			t.Errorf("renewal %v after the answer, want in [4 s, 5 s]", gap)
+		// The lower bound is the protocol's (never before half the
+		// lifetime); the upper one only that it came before the expiry,
+		// since a loaded machine delays timers.
+		if gap := r2.at.Sub(r1.at); gap < 4*time.Second-50*time.Millisecond || gap >= 8*time.Second {
+			t.Errorf("renewal %v after the answer, want in [4 s, 5 s] (and before the 8 s expiry)", gap)
 		}
 		checkMapRequest(t, r2, e.b.cfg, heldIP, testFirst)
 		if r2.msg.Map.Nonce != r1.msg.Map.Nonce {

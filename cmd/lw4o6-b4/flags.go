@@ -38,6 +38,7 @@ type options struct {
 	nonceFile    string
 	level        slog.Level
 	lan          lanOptions
+	dhcp         dhcpOptions // provisioning.go
 }
 
 const usage = `Usage: lw4o6-b4 [flags]
@@ -49,6 +50,12 @@ softwire), NATs the LAN into that set and tunnels it as IPv4-in-IPv6.
 LAN side (at least one):
   --tun utun7            a TUN device (created if absent; needs CAP_NET_ADMIN or root)
   --socks5 127.0.0.1:1080  a SOCKS5 front end: no TUN, no root
+Provisioning (--provision, default auto):
+  pcp      PCP MAP + PORT_SET through the softwire
+  dhcpv6   the RFC 7598 S46 binding from DHCPv6 (OPTION_S46_CONT_LW)
+  auto     PCP first; the DHCPv6 S46 binding if the AFTR does not answer PCP
+  Without --aftr the B4 asks DHCPv6 on --access-if (Information-Request):
+  OPTION_AFTR_NAME (RFC 6334), resolved with the DHCPv6 DNS servers, or S46_BR.
 Access side:
   --underlay raw         raw IPv6 socket, next header 4 (standard; needs CAP_NET_RAW)
   --underlay udp         one IPv6 packet per UDP datagram to --underlay-peer (lab only, non-standard)
@@ -76,7 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	tunAddr := fs.String("tun-addr", "", "with --tun-setup: the B4's LAN address, `CIDR` (e.g. 192.168.77.1/24)")
 	fs.BoolVar(&o.tunSetup, "tun-setup", false, "bring the TUN up with --tun-addr and --mtu (netlink on Linux, system tools on macOS/Windows)")
 	fs.BoolVar(&o.defaultRoute, "default-route", false, "with --tun-setup: route 0.0.0.0/0 through the TUN")
-	fs.StringVar(&o.aftr, "aftr", "", "the AFTR: IPv6 `ADDR` or a DNS name (resolved to AAAA) (required)")
+	fs.StringVar(&o.aftr, "aftr", "", "the AFTR: IPv6 `ADDR` or a DNS name (resolved to AAAA); default: from DHCPv6 (AFTR-Name or S46_BR)")
 	ipv6 := fs.String("ipv6", "", "tunnel source IPv6 `ADDR` (default: source address selection toward the AFTR)")
 	fs.StringVar(&o.underlay, "underlay", "raw", "access side: raw (IPv6 next header 4) or udp (lab only)")
 	fs.StringVar(&o.listen, "underlay-listen", "", "udp underlay: local `HOST:PORT` (default: any port)")
@@ -91,6 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.nonceFile, "nonce-file", "", "keep the PCP nonce in `FILE` so renewals after a restart are accepted (default: in the user cache directory; \"none\": a fresh nonce each start)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	lanFlags := addLANFlags(fs)
+	o.dhcp.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, cli.ErrHelp
@@ -102,9 +110,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if err := o.level.UnmarshalText([]byte(*level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)
-	}
-	if o.aftr == "" {
-		return nil, errors.New("--aftr is required: the AFTR's IPv6 address or DNS name")
 	}
 	if o.tun == "" && o.socks5 == "" {
 		return nil, errors.New("no LAN side: give --tun NAME, --socks5 ADDR, or both")
@@ -174,6 +179,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	var err error
 	if o.lan, err = lanFlags.parse(o.tunAddr); err != nil {
+		return nil, err
+	}
+	if err := o.dhcp.check(o); err != nil {
 		return nil, err
 	}
 	return o, nil

@@ -38,6 +38,10 @@ func TestBadFlags(t *testing.T) {
 		{append(base, "--lan-pcp", "2001:db8::1"), "--lan-pcp"},
 		{append(base, "--lan-pcp", "none", "--lan-pcp", "198.18.0.1"), "--lan-pcp none"},
 		{append(base, "--lan-pcp-third-party", "198.18.0.300/24"), "--lan-pcp-third-party"},
+		{append(base, "--provision", "tr069"), "--provision"},
+		{append(base, "--pcp-wait", "0s"), "--pcp-wait"},
+		{append(base, "--dhcpv6-server", "nowhere"), "--dhcpv6-server"},
+		{append(base, "--provision", "dhcpv6"), "--provision dhcpv6 needs the access link"},
 		{[]string{"--bogus"}, "bogus"},
 	} {
 		var out, errb bytes.Buffer

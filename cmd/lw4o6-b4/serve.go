@@ -26,12 +26,11 @@ var (
 	socksGateway = netip.MustParseAddr("198.18.255.1")
 )
 
-func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) error {
-	aftrAddr, err := resolveAFTR(ctx, o.aftr)
-	if err != nil {
-		return err
-	}
-	src := o.ipv6
+// serveB4 runs one B4 on the plan provisioning.go made, until ctx ends;
+// started, if set, is given the B4 once it is built.
+func serveB4(ctx context.Context, o *options, pl plan, stdout io.Writer, log *slog.Logger, started func(*b4.B4)) error {
+	aftrAddr, src := pl.aftr, pl.src
+	var err error
 	if !src.IsValid() {
 		if src, err = sourceFor(aftrAddr); err != nil {
 			return err
@@ -67,6 +66,7 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	cfg.MaxSets, cfg.GrowAt, cfg.ShrinkAfter = o.maxSets, o.growAt, o.shrinkAfter
 	cfg.Logger = log
 	o.lan.apply(&cfg)
+	cfg.Static = pl.static
 	switch nf := o.nonceFile; nf {
 	case "none":
 	case "":
@@ -89,6 +89,9 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 		return err
 	}
 	closers = append(closers, bb.Close)
+	if started != nil {
+		started(bb)
+	}
 
 	if o.tun != "" {
 		dev, err := openTUN(o)
@@ -125,7 +128,7 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	wg.Add(1)
 	go func() { defer wg.Done(); printStatus(ctx, bb, stdout) }()
 
-	log.Info("B4 starting", "ipv6", src, "aftr", aftrAddr, "underlay", o.underlay)
+	log.Info("B4 starting", "ipv6", src, "aftr", aftrAddr, "underlay", o.underlay, "provisioning", pl.how)
 	err = bb.Run(ctx)
 	st := bb.Status()
 	args := []any{}
@@ -222,7 +225,10 @@ func printStatus(ctx context.Context, bb *b4.B4, w io.Writer) {
 		ch := bb.Changed()
 		st := bb.Status()
 		if st.Provisioned != last.Provisioned || st.PublicIPv4 != last.PublicIPv4 || st.Ports != last.Ports || st.Provisionings != last.Provisionings {
-			if st.Provisioned {
+			if st.Provisioned && st.Provisioning != "pcp" {
+				fmt.Fprintf(w, "provisioned: public IPv4 %v ports %v from %s pool %v\n", st.PublicIPv4, st.Ports, st.Provisioning, st.Pool)
+				printForwards(w, st)
+			} else if st.Provisioned {
 				fmt.Fprintf(w, "provisioned: public IPv4 %v ports %v lifetime %v pool %v\n", st.PublicIPv4, st.Ports, st.Lifetime, st.Pool)
 				printForwards(w, st)
 			} else if last.Provisioned {

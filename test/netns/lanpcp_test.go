@@ -47,7 +47,8 @@ func TestNATPMPClientThroughB4(t *testing.T) {
 	defer ann.Close()
 
 	aftrOut := l.daemon("aftr", bin+"/lw4o6-aftr", "--ipv6", aftrAddr, "--underlay", "raw", "--ipv4-side", "tun:lw4o6i",
-		"--tun-addr", aftrInet+"/32", "--pool", pool, "--ports-per-b4", fmt.Sprint(portsPer), "--log-level", "debug")
+		"--tun-addr", aftrInet+"/32", "--pool", pool, "--ports-per-b4", fmt.Sprint(portsPer), "--log-level", "debug",
+		"--state-dir", filepath.Join(l.dir, "aftr-state"))
 	daemon.WaitLine(t, aftrOut, "AFTR ")
 	b4Out := l.daemon("b4", bin+"/lw4o6-b4", "--aftr", aftrAddr, "--underlay", "raw", "--tun", "lw4o6l",
 		"--tun-addr", lanTunNet, "--tun-setup", "--default-route", "--log-level", "debug",

@@ -3,6 +3,7 @@ package netns
 import (
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,7 +20,8 @@ func TestProvisionCommandAgainstDaemon(t *testing.T) {
 	l := setup(t)
 	aftrOut := l.daemon("aftr", bin+"/lw4o6-aftr", "--ipv6", aftrAddr, "--underlay", "raw", "--ipv4-side", "tun:lw4o6i",
 		"--tun-addr", aftrInet+"/32", "--pool", pool, "--ports-per-b4", fmt.Sprint(portsPer),
-		"--provisioner", "2001:db8:a::/64", "--provision-listen", "["+aftrAddr+"]:5351", "--log-level", "debug")
+		"--provisioner", "2001:db8:a::/64", "--provision-listen", "["+aftrAddr+"]:5351", "--log-level", "debug",
+		"--state-dir", filepath.Join(l.dir, "aftr-state"))
 	daemon.WaitLine(t, aftrOut, "AFTR ")
 	const named = "2001:db8:a::3" // a B4 the provisioning system names
 	provision := func(args ...string) (string, error) {

@@ -1,0 +1,77 @@
+package b4
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/lw4o6/lw4o6/stack/portset"
+)
+
+// Static, embedded in Config, provisions the B4 with a fixed binding and no
+// PCP: the address and port set that DHCPv6 OPTION_S46_CONT_LW gave (RFC
+// 7596 §5.1, RFC 7598 §5.3), or an operator's. The provisioning system
+// installed the same binding at the AFTR (RFC 7596 §4: the binding data
+// MUST be the same in the lwB4, the lwAFTR and the provisioning server).
+type Static struct {
+	// StaticIPv4, when set, selects static provisioning.
+	StaticIPv4 netip.Addr
+	// StaticPorts is the port set, one range (RFC 7596 §5.1: a = 0).
+	StaticPorts portset.Range
+	// StaticSource names where the binding came from, for
+	// Status.Provisioning: "dhcpv6" for an S46 binding; "" means "static".
+	StaticSource string
+}
+
+func (s *Static) validate() error {
+	if !s.StaticIPv4.IsValid() {
+		if s.StaticPorts != (portset.Range{}) {
+			return fmt.Errorf("%w: StaticPorts without StaticIPv4", ErrConfig)
+		}
+		return nil
+	}
+	a := s.StaticIPv4.Unmap()
+	if !a.Is4() || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() ||
+		netip.MustParsePrefix("192.0.0.0/29").Contains(a) || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return fmt.Errorf("%w: StaticIPv4 %v is not a usable public IPv4 address", ErrConfig, s.StaticIPv4)
+	}
+	if _, err := portset.NewRange(s.StaticPorts.First, s.StaticPorts.Size); err != nil {
+		return fmt.Errorf("%w: StaticPorts: %w", ErrConfig, err)
+	}
+	return nil
+}
+
+// runStatic installs the static binding and holds it until ctx ends: no
+// PCP, so no renewal and no re-provisioning; an ICMPv6 1/5 is only
+// counted, as the AFTR alone checks the binding.
+func (b *B4) runStatic(ctx context.Context) error {
+	ip, set := b.cfg.StaticIPv4.Unmap(), b.cfg.StaticPorts
+	src := b.cfg.StaticSource
+	if src == "" {
+		src = "static"
+	}
+	if err := b.nat.SetExternal(ip, set); err != nil {
+		return fmt.Errorf("b4: NAT refused the static set: %w", err)
+	}
+	b.provisioned.Store(true)
+	b.setStatus(func(s *Status) {
+		s.Provisioned, s.Provisioning = true, src
+		s.PublicIPv4, s.Ports = ip, set
+		s.Provisionings++
+	})
+	b.log.Info("provisioned statically", "from", src, "ipv4", ip, "ports", set)
+	// The NAT removes expired entries only when Expire is called: sweep
+	// it, as Run does under PCP.
+	t := time.NewTicker(natExpireEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			b.nat.Expire()
+			b.reasm.Expire()
+		}
+	}
+}
