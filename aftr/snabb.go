@@ -175,28 +175,20 @@ const MaxSnabbFile = 1 << 30
 func LoadSnabb(path string, c *Config) error {
 	st := &snabbTable{}
 	st.t = bindings.New(bindings.Config{Now: st.clock})
-	brs := map[netip.Addr]struct{}{}
+	ld := snabbLoader{path: path, st: st, brs: map[netip.Addr]struct{}{}}
 	// Without br-address the default is the AFTR's address of
 	// internal-interface, which may come after the binding table.
 	var noBR []snabbconf.Softwire
-	add := func(s snabbconf.Softwire, br netip.Addr) error {
-		b := bindings.Binding{B4: s.B4, IPv4: s.IPv4, PSID: s.PortSet, BR: br, Static: true}
-		if err := st.t.AddStatic(b); err != nil {
-			return fmt.Errorf("%s:%d: %w: static binding %v: %w", path, s.Line, ErrConfig, b, err)
-		}
-		if _, ok := brs[br]; !ok {
-			brs[br] = struct{}{}
-			st.brs = append(st.brs, br)
-		}
-		return nil
-	}
 	sc, err := snabbconf.StreamFile(path, func(s snabbconf.Softwire) error {
 		if !s.BR.IsValid() {
 			noBR = append(noBR, s)
 			return nil
 		}
-		return add(s, s.BR)
+		return ld.add(s, s.BR)
 	})
+	if err == nil {
+		err = ld.flush()
+	}
 	if err != nil {
 		return err
 	}
@@ -226,9 +218,12 @@ func LoadSnabb(path string, c *Config) error {
 			c.Static = append(c.Static, bindings.Binding{B4: s.B4, IPv4: s.IPv4, PSID: s.PortSet, Static: true})
 			continue
 		}
-		if err := add(s, defaultBR); err != nil {
+		if err := ld.add(s, defaultBR); err != nil {
 			return err
 		}
+	}
+	if err := ld.flush(); err != nil {
+		return err
 	}
 	if c.snabb != nil {
 		// A second file: one table for both, refusing conflicts as New would.
@@ -243,6 +238,44 @@ func LoadSnabb(path string, c *Config) error {
 	if st.t.Len() > 0 {
 		c.snabb = st
 	}
+	return nil
+}
+
+// snabbLoader installs softwires in a snabbTable a batch at a time
+// (bindings.Table.AddStatics: one lock for many).
+type snabbLoader struct {
+	path   string
+	st     *snabbTable
+	batch  []bindings.Binding
+	lines  []int // of batch's softwires, for errors
+	brs    map[netip.Addr]struct{}
+	lastBR netip.Addr
+}
+
+const snabbBatch = 1024
+
+func (ld *snabbLoader) add(s snabbconf.Softwire, br netip.Addr) error {
+	if br != ld.lastBR {
+		if _, ok := ld.brs[br]; !ok {
+			ld.brs[br] = struct{}{}
+			ld.st.brs = append(ld.st.brs, br)
+		}
+		ld.lastBR = br
+	}
+	ld.batch = append(ld.batch, bindings.Binding{B4: s.B4, IPv4: s.IPv4, PSID: s.PortSet, BR: br, Static: true})
+	ld.lines = append(ld.lines, s.Line)
+	if len(ld.batch) == snabbBatch {
+		return ld.flush()
+	}
+	return nil
+}
+
+func (ld *snabbLoader) flush() error {
+	i, err := ld.st.t.AddStatics(ld.batch)
+	if err != nil {
+		return fmt.Errorf("%s:%d: %w: static binding %v: %w", ld.path, ld.lines[i], ErrConfig, ld.batch[i], err)
+	}
+	ld.batch, ld.lines = ld.batch[:0], ld.lines[:0]
 	return nil
 }
 

@@ -252,12 +252,30 @@ func (t *Table) Snapshot() []Binding {
 // other PSID parameters (a and k MUST match per address, RFC 7597 §5.1) or
 // the PSID is bound to another B4; a dynamic PSID in hold-down is taken over.
 func (t *Table) AddStatic(b Binding) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.addStatic(b)
+}
+
+// AddStatics is AddStatic for many bindings under one lock, for loading an
+// operator's table of millions. It stops at the first that fails and
+// returns its index with the error; those before it are installed.
+func (t *Table) AddStatics(bs []Binding) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, b := range bs {
+		if err := t.addStatic(b); err != nil {
+			return i, err
+		}
+	}
+	return len(bs), nil
+}
+
+func (t *Table) addStatic(b Binding) error {
 	ip, err := validate(&b)
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	s, err := t.ensureSet(ip, b.PSID.Offset, b.PSID.Length)
 	if err != nil {
 		return err
@@ -272,7 +290,7 @@ func (t *Table) AddStatic(b Binding) error {
 	if old == want {
 		return nil
 	}
-	if old.live(t.now().UnixNano()) {
+	if old.present() && old.live(t.now().UnixNano()) {
 		return fmt.Errorf("%w: %v %v is bound to %v", ErrConflict, b.IPv4, b.PSID, old.owner().addr())
 	}
 	t.setSlot(ip, s, b.PSID.ID, want)

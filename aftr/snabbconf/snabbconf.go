@@ -280,6 +280,8 @@ type parser struct {
 	// stmts[d] is the statement being read at depth d (0: the root).
 	stmts [maxDepth + 2]stmt
 	depth int // of the innermost open block
+	// kwCache holds recent keywords (see keyword).
+	kwCache [32]string
 	// treeErr is the first syntax error met, which wins over any schema
 	// error (see config).
 	treeErr error

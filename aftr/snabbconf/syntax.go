@@ -392,11 +392,20 @@ func internKeywords[T any](specs map[string]spec[T]) {
 	}
 }
 
-func keyword(b []byte) string {
-	if k, ok := keywords[string(b)]; ok {
+// keyword returns b as a string, the schema's own when b is one of its
+// keywords. A cache of the last keyword by (length, last byte) spares the
+// map's hashing on the hot path, a binding table's repeated keywords.
+func (p *parser) keyword(b []byte) string {
+	h := (len(b)*31 + int(b[len(b)-1])) & (len(p.kwCache) - 1)
+	if k := p.kwCache[h]; k == string(b) {
 		return k
 	}
-	return string(b)
+	k, ok := keywords[string(b)]
+	if !ok {
+		return string(b)
+	}
+	p.kwCache[h] = k
+	return k
 }
 
 // child reads the next statement of parent, the innermost open block, and
@@ -441,7 +450,7 @@ func (p *parser) readChild(parent *stmt) (*stmt, error) {
 		return nil, l.errf(t.line, "%q is not a keyword", l.text)
 	}
 	s := &p.stmts[p.depth+1]
-	*s = stmt{kw: keyword(l.text), arg: s.arg[:0], line: t.line, parent: parent}
+	*s = stmt{kw: p.keyword(l.text), arg: s.arg[:0], line: t.line, parent: parent}
 	l.at = s
 	if t, err = l.next(); err != nil {
 		return nil, err
