@@ -407,6 +407,9 @@ func (t *Table) ensureSet(ip uint32, a, k uint8) (*addrSet, error) {
 }
 
 func (t *Table) intern(br netip.Addr) (uint16, error) {
+	if old := *t.brs.Load(); len(old) > 0 && old[len(old)-1] == br {
+		return uint16(len(old) - 1), nil // the usual case of a big static table: one BR
+	}
 	if i, ok := t.brIdx[br]; ok {
 		return i, nil
 	}

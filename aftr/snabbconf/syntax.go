@@ -186,9 +186,20 @@ func (l *lexer) skip() error {
 	for l.more() {
 		c := l.buf[l.pos]
 		switch {
-		case c == ' ':
-			l.pos++
-			l.col++
+		case c == ' ' || c == '\n':
+			// Indentation and line ends, the bulk of a big file, a run
+			// at a time.
+			i, col, line := l.pos, l.col, l.line
+			for ; i < l.end; i++ {
+				if d := l.buf[i]; d == ' ' {
+					col++
+				} else if d == '\n' {
+					line, col = line+1, 0
+				} else {
+					break
+				}
+			}
+			l.pos, l.col, l.line = i, col, line
 		case isSpace(c):
 			l.advance()
 		case c == '/' && l.peek(1) == '/':
