@@ -130,8 +130,8 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 	if a.ids == nil {
 		a.ids = frag.RandomIDs()
 	}
-	a.table = bindings.New(bindings.Config{Now: a.now})
-	a.addAddrs(append([]netip.Addr{cfg.Addr}, cfg.Addrs...)...)
+	a.table = cfg.snabb.table(a.now) // LoadSnabb's, or a new one
+	a.addAddrs(append(append([]netip.Addr{cfg.Addr}, cfg.Addrs...), cfg.snabb.addrs()...)...)
 	if len(cfg.Pools) > 0 {
 		pool, err := bindings.NewPool(a.table, bindings.PoolConfig{
 			Prefixes:    cfg.Pools,

@@ -186,6 +186,9 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the AFTR's log; nil discards it.
 	Logger *slog.Logger
+
+	// snabb is the binding table LoadSnabb filled, which New adopts.
+	snabb *snabbTable
 }
 
 // DefaultConfig returns the RFC-sound defaults. Addr, and Pools or Static,
@@ -239,7 +242,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%w: Addrs: %v is not a unicast IPv6 address", ErrConfig, a)
 		}
 	}
-	if len(c.Pools) == 0 && len(c.Static) == 0 {
+	if len(c.Pools) == 0 && len(c.Static) == 0 && c.snabb.len() == 0 {
 		return fmt.Errorf("%w: no IPv4 pool and no static binding", ErrConfig)
 	}
 	for i, p := range c.Pools {

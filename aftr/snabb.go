@@ -1,11 +1,12 @@
 package aftr
 
 import (
-	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
@@ -79,6 +80,15 @@ func SnabbProfile(c *Config) {
 // outside filter.go's subset is a *snabbconf.Error (ErrValue) naming the
 // leaf.
 func ApplySnabb(c *Config, sc *snabbconf.Config) error {
+	if err := applySnabbSettings(c, sc); err != nil {
+		return err
+	}
+	c.Static = append(c.Static, SnabbBindings(sc, c.Addr)...)
+	return nil
+}
+
+// applySnabbSettings is ApplySnabb but for the binding table.
+func applySnabbSettings(c *Config, sc *snabbconf.Config) error {
 	in, ex := &sc.Internal, &sc.External
 	if in.IP.IsValid() {
 		switch {
@@ -129,7 +139,6 @@ func ApplySnabb(c *Config, sc *snabbconf.Config) error {
 			return &snabbconf.Error{File: "<softwire-config>", Path: f.path, Msg: f.path + ": " + err.Error(), Err: snabbconf.ErrValue}
 		}
 	}
-	c.Static = append(c.Static, SnabbBindings(sc, c.Addr)...)
 	return nil
 }
 
@@ -157,13 +166,29 @@ func SnabbBindings(sc *snabbconf.Config, defaultBR netip.Addr) []bindings.Bindin
 const MaxSnabbFile = 1 << 30
 
 // LoadSnabb parses the Snabb softwire-config at path and applies it to c
-// (ApplySnabb). Errors name the file, the line and the leaf.
+// as ApplySnabb does, but for the binding table: the file is read as a
+// stream and its softwires go straight into a binding table that New
+// adopts (see StaticBindings), never into a []Binding, so that a million
+// of them load in about a second with little more memory than the table
+// keeps (BENCHMARKS.md). A softwire the table refuses is an ErrConfig
+// naming the file and line. Errors name the file, the line and the leaf.
 func LoadSnabb(path string, c *Config) error {
-	src, err := cfgfile.ReadFile(path, MaxSnabbFile)
-	if err != nil {
-		return err
+	st := &snabbTable{}
+	st.t = bindings.New(bindings.Config{Now: st.clock})
+	ld := snabbLoader{path: path, st: st, brs: map[netip.Addr]struct{}{}}
+	// Without br-address the default is the AFTR's address of
+	// internal-interface, which may come after the binding table.
+	var noBR []snabbconf.Softwire
+	sc, err := snabbconf.StreamFile(path, func(s snabbconf.Softwire) error {
+		if !s.BR.IsValid() {
+			noBR = append(noBR, s)
+			return nil
+		}
+		return ld.add(s, s.BR)
+	})
+	if err == nil {
+		err = ld.flush()
 	}
-	sc, err := snabbconf.Parse(bytes.NewReader(src), path)
 	if err != nil {
 		return err
 	}
@@ -172,15 +197,155 @@ func LoadSnabb(path string, c *Config) error {
 		c.Logger.Warn("softwires skipped: Snabb loads them but they can match no port",
 			"file", path, "count", n, "first-line", sc.OutOfRange.FirstLine, "first", sc.OutOfRange.First)
 	}
-	if err := ApplySnabb(c, sc); err != nil {
+	if err := applySnabbSettings(c, sc); err != nil {
 		var se *snabbconf.Error
 		if errors.As(err, &se) {
 			// The parser keeps filters as opaque text; find the leaf's line.
-			se.File, se.Line = path, leafLine(src, se.Path)
+			se.File = path
+			if src, rerr := cfgfile.ReadFile(path, MaxSnabbFile); rerr == nil {
+				se.Line = leafLine(src, se.Path)
+			}
 		}
 		return err
 	}
+	defaultBR := c.Addr // as SnabbBindings
+	if sc.Internal.IP.IsValid() {
+		defaultBR = sc.Internal.IP
+	}
+	for _, s := range noBR {
+		if !defaultBR.IsValid() {
+			// New gives it the AFTR's address.
+			c.Static = append(c.Static, bindings.Binding{B4: s.B4, IPv4: s.IPv4, PSID: s.PortSet, Static: true})
+			continue
+		}
+		if err := ld.add(s, defaultBR); err != nil {
+			return err
+		}
+	}
+	if err := ld.flush(); err != nil {
+		return err
+	}
+	if c.snabb != nil {
+		// A second file: one table for both, refusing conflicts as New would.
+		for _, b := range st.t.Snapshot() {
+			if err := c.snabb.t.AddStatic(b); err != nil {
+				return fmt.Errorf("%s: %w: static binding %v: %w", path, ErrConfig, b, err)
+			}
+		}
+		c.snabb.brs = append(c.snabb.brs, st.brs...)
+		return nil
+	}
+	if st.t.Len() > 0 {
+		c.snabb = st
+	}
 	return nil
+}
+
+// snabbLoader installs softwires in a snabbTable a batch at a time
+// (bindings.Table.AddStatics: one lock for many).
+type snabbLoader struct {
+	path   string
+	st     *snabbTable
+	batch  []bindings.Binding
+	lines  []int // of batch's softwires, for errors
+	brs    map[netip.Addr]struct{}
+	lastBR netip.Addr
+}
+
+const snabbBatch = 1024
+
+func (ld *snabbLoader) add(s snabbconf.Softwire, br netip.Addr) error {
+	if br != ld.lastBR {
+		if _, ok := ld.brs[br]; !ok {
+			ld.brs[br] = struct{}{}
+			ld.st.brs = append(ld.st.brs, br)
+		}
+		ld.lastBR = br
+	}
+	ld.batch = append(ld.batch, bindings.Binding{B4: s.B4, IPv4: s.IPv4, PSID: s.PortSet, BR: br, Static: true})
+	ld.lines = append(ld.lines, s.Line)
+	if len(ld.batch) == snabbBatch {
+		return ld.flush()
+	}
+	return nil
+}
+
+func (ld *snabbLoader) flush() error {
+	i, err := ld.st.t.AddStatics(ld.batch)
+	if err != nil {
+		return fmt.Errorf("%s:%d: %w: static binding %v: %w", ld.path, ld.lines[i], ErrConfig, ld.batch[i], err)
+	}
+	ld.batch, ld.lines = ld.batch[:0], ld.lines[:0]
+	return nil
+}
+
+// snabbTable is the binding table LoadSnabb fills, for New to adopt
+// (Config.snabb).
+type snabbTable struct {
+	t     *bindings.Table
+	brs   []netip.Addr // the BR addresses of its bindings, which become the AFTR's
+	now   atomic.Pointer[func() time.Time]
+	taken atomic.Bool
+}
+
+// clock is t's clock: the adopting AFTR's, time.Now until then.
+func (st *snabbTable) clock() time.Time {
+	if f := st.now.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Now()
+}
+
+// table returns the table New starts from: st's own for the first AFTR
+// built from the Config, with the AFTR's clock; a new one with st's
+// static bindings for any other (a table is one AFTR's); an empty one
+// without st.
+func (st *snabbTable) table(now func() time.Time) *bindings.Table {
+	if st == nil {
+		return bindings.New(bindings.Config{Now: now})
+	}
+	if st.taken.CompareAndSwap(false, true) {
+		st.now.Store(&now)
+		return st.t
+	}
+	t := bindings.New(bindings.Config{Now: now})
+	for _, b := range st.t.Snapshot() {
+		if b.Static {
+			// It was valid in st.t, so it is in t.
+			_ = t.AddStatic(b)
+		}
+	}
+	return t
+}
+
+// addrs are the BR addresses of st's bindings.
+func (st *snabbTable) addrs() []netip.Addr {
+	if st == nil {
+		return nil
+	}
+	return st.brs
+}
+
+func (st *snabbTable) len() int {
+	if st == nil {
+		return 0
+	}
+	return st.t.Len()
+}
+
+// StaticBindings returns the static bindings New will install: those
+// LoadSnabb loaded, by IPv4 address and PSID, then Static. It is a copy:
+// for inspection, not for a big table.
+func (c *Config) StaticBindings() []bindings.Binding {
+	var out []bindings.Binding
+	if c.snabb != nil {
+		for _, b := range c.snabb.t.Snapshot() {
+			if b.Static {
+				out = append(out, b)
+			}
+		}
+	}
+	return append(out, c.Static...)
 }
 
 // leafLine is the line of the first statement at path (keywords joined by

@@ -218,8 +218,8 @@ func TestLoadSnabbSkipsOutOfRangePSID(t *testing.T) {
 	if err := LoadSnabb(writeConf(t, text), &cfg); err != nil {
 		t.Fatalf("LoadSnabb: %v", err)
 	}
-	if len(cfg.Static) != 1 || cfg.Static[0].B4 != b4a {
-		t.Fatalf("static bindings %v, want only %v's", cfg.Static, b4a)
+	if st := cfg.StaticBindings(); len(st) != 1 || st[0].B4 != b4a {
+		t.Fatalf("static bindings %v, want only %v's", st, b4a)
 	}
 	out := logs.String()
 	if strings.Count(out, "softwires skipped") != 1 || !strings.Contains(out, "count=1") || !strings.Contains(out, "psid 64") {

@@ -469,8 +469,8 @@ func TestApplySnabb(t *testing.T) {
 		!cfg.AllowIncomingICMPv4 || cfg.Reassembly6.MaxFragmentsPerPacket != 3 || cfg.ICMPv6Rate != 250 || cfg.ICMPv4Rate != 500 {
 		t.Errorf("config %+v", cfg)
 	}
-	if len(cfg.Static) != 1 || cfg.Static[0].BR != tBR2 || cfg.Static[0].PSID.Length != 4 {
-		t.Errorf("static %v", cfg.Static)
+	if st := cfg.StaticBindings(); len(st) != 1 || st[0].BR != tBR2 || st[0].PSID.Length != 4 {
+		t.Errorf("static %v", st)
 	}
 	if err := LoadSnabb(writeConf(t, strings.Replace(text, "hairpinning false", "hairpinning maybe", 1)), &cfg); err == nil || !strings.Contains(err.Error(), ":") {
 		t.Errorf("bad leaf: %v", err)

@@ -265,12 +265,30 @@ func (t *Table) Snapshot() []Binding {
 // other PSID parameters (a and k MUST match per address, RFC 7597 §5.1) or
 // the PSID is bound to another B4; a dynamic PSID in hold-down is taken over.
 func (t *Table) AddStatic(b Binding) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.addStatic(b)
+}
+
+// AddStatics is AddStatic for many bindings under one lock, for loading an
+// operator's table of millions. It stops at the first that fails and
+// returns its index with the error; those before it are installed.
+func (t *Table) AddStatics(bs []Binding) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, b := range bs {
+		if err := t.addStatic(b); err != nil {
+			return i, err
+		}
+	}
+	return len(bs), nil
+}
+
+func (t *Table) addStatic(b Binding) error {
 	ip, err := validate(&b)
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	s, err := t.ensureSet(ip, b.PSID.Offset, b.PSID.Length)
 	if err != nil {
 		return err
@@ -285,7 +303,7 @@ func (t *Table) AddStatic(b Binding) error {
 	if old == want {
 		return nil
 	}
-	if old.live(t.now().UnixNano()) {
+	if old.present() && old.live(t.now().UnixNano()) {
 		return fmt.Errorf("%w: %v %v is bound to %v", ErrConflict, b.IPv4, b.PSID, old.owner().addr())
 	}
 	t.setSlot(ip, s, b.PSID.ID, want)
@@ -415,6 +433,9 @@ func (t *Table) ensureSet(ip uint32, a, k uint8) (*addrSet, error) {
 }
 
 func (t *Table) intern(br netip.Addr) (uint16, error) {
+	if old := *t.brs.Load(); len(old) > 0 && old[len(old)-1] == br {
+		return uint16(len(old) - 1), nil // the usual case of a big static table: one BR
+	}
 	if i, ok := t.brIdx[br]; ok {
 		return i, nil
 	}

@@ -333,3 +333,28 @@ func TestLookupZeroAlloc(t *testing.T) {
 		t.Fatalf("%v allocations per run", n)
 	}
 }
+
+// AddStatics installs a batch under one lock and stops at the first
+// binding that fails, saying which; those before it stay installed.
+func TestAddStatics(t *testing.T) {
+	tb := New(Config{})
+	batch := []Binding{
+		static(b4(1), "192.0.2.1", 0, 6, 1),
+		static(b4(2), "192.0.2.1", 0, 6, 2),
+		static(b4(3), "192.0.2.1", 0, 6, 1), // PSID 1 is b4(1)'s
+		static(b4(4), "192.0.2.1", 0, 6, 4),
+	}
+	i, err := tb.AddStatics(batch)
+	if i != 2 || !errors.Is(err, ErrConflict) {
+		t.Fatalf("AddStatics = %d, %v; want 2, ErrConflict", i, err)
+	}
+	if tb.Len() != 2 {
+		t.Errorf("Len = %d, want the 2 before the failure", tb.Len())
+	}
+	if i, err := tb.AddStatics(batch[3:]); i != 1 || err != nil {
+		t.Errorf("AddStatics = %d, %v", i, err)
+	}
+	if got, _, ok := tb.Lookup(a4("192.0.2.1"), 4*1024); !ok || got != b4(4) {
+		t.Errorf("PSID 4 → %v %v", got, ok)
+	}
+}

@@ -18,7 +18,7 @@ var versionSpecs = map[string]spec[Version]{
 	"number": uintLeaf(0, math.MaxUint64, func(v *Version, n uint64) { v.Number = n }),
 	"date": {leaf, func(p *parser, v *Version, s *stmt) error {
 		// yang:date-and-time is RFC 3339 with an optional fraction.
-		t, err := time.Parse(time.RFC3339, s.arg)
+		t, err := time.Parse(time.RFC3339, s.val())
 		if err != nil {
 			return p.bad(s, "not a date-and-time (RFC 3339)")
 		}
@@ -27,28 +27,28 @@ var versionSpecs = map[string]spec[Version]{
 	}},
 }
 
-// swBuild is a softwire being read, with the statements that gave each
-// leaf so that errors can point at them.
+// swBuild is a softwire being read, with the lines of the leaves that
+// the checks name (0: absent). The statements themselves cannot be kept:
+// the parser reuses them.
 type swBuild struct {
-	sw                   Softwire
-	ipv4, psid, b4, plen *stmt
-	rpbc                 *stmt
-	plenVal, rpbcVal     uint8
+	sw                         Softwire
+	ipv4, psid, b4, plen, rpbc int
+	plenVal, rpbcVal           uint8
 }
 
 var softwireSpecs = map[string]spec[swBuild]{
 	"ipv4": {leaf, func(p *parser, b *swBuild, s *stmt) (err error) {
-		b.ipv4 = s
+		b.ipv4 = s.line
 		b.sw.IPv4, err = p.ipv4Val(s)
 		return err
 	}},
 	"psid": {leaf, func(p *parser, b *swBuild, s *stmt) error {
 		v, err := p.uintVal(s, 0, math.MaxUint16)
-		b.psid, b.sw.PSID = s, uint16(v)
+		b.psid, b.sw.PSID = s.line, uint16(v)
 		return err
 	}},
 	"b4-ipv6": {leaf, func(p *parser, b *swBuild, s *stmt) (err error) {
-		b.b4 = s
+		b.b4 = s.line
 		b.sw.B4, err = p.ipv6Val(s)
 		return err
 	}},
@@ -61,39 +61,42 @@ var softwireSpecs = map[string]spec[swBuild]{
 var portSetSpecs = map[string]spec[swBuild]{
 	"psid-length": {leaf, func(p *parser, b *swBuild, s *stmt) error {
 		v, err := p.uintVal(s, 0, 16)
-		b.plen, b.plenVal = s, uint8(v)
+		b.plen, b.plenVal = s.line, uint8(v)
 		return err
 	}},
 	"reserved-ports-bit-count": {leaf, func(p *parser, b *swBuild, s *stmt) error {
 		v, err := p.uintVal(s, 0, 16)
-		b.rpbc, b.rpbcVal = s, uint8(v)
+		b.rpbc, b.rpbcVal = s.line, uint8(v)
 		return err
 	}},
 }
 
-// softwire reads one binding-table/softwire and checks it against the
-// softwires before it.
+// readSoftwire reads one binding-table/softwire, checks it against the
+// softwires before it and hands it on (builder.emit).
 func readSoftwire(p *parser, b *builder, s *stmt) error {
-	w := swBuild{sw: Softwire{Line: s.line}}
-	if err := walk(p, s, &w, softwireSpecs); err != nil {
+	w := &b.sw // reused: a swBuild of each would be the parse's garbage
+	*w = swBuild{sw: Softwire{Line: s.line}}
+	if err := walk(p, s, w, softwireSpecs); err != nil {
 		return err
 	}
 	switch {
-	case w.ipv4 == nil:
+	case w.ipv4 == 0:
 		return p.missing(s, "ipv4")
-	case w.psid == nil:
+	case w.psid == 0:
 		return p.missing(s, "psid")
-	case w.b4 == nil:
+	case w.b4 == 0:
 		return p.missing(s, "b4-ipv6")
-	case w.plen == nil:
+	case w.plen == 0:
 		return p.missing(s, "port-set/psid-length")
 	}
 	if int(w.plenVal)+int(w.rpbcVal) > 16 {
-		at := w.rpbc
-		if at == nil {
-			at = w.plen
+		line, leaf := w.rpbc, "reserved-ports-bit-count"
+		if line == 0 {
+			line, leaf = w.plen, "psid-length"
 		}
-		return p.newError(at, ErrValue, "psid-length %d + reserved-ports-bit-count %d exceeds 16 bits (RFC 7597 §5.1)", w.plenVal, w.rpbcVal)
+		path := s.path() + "/port-set/" + leaf
+		return &Error{File: p.file, Line: line, Path: path, Err: ErrValue,
+			Msg: fmt.Sprintf("%s: psid-length %d + reserved-ports-bit-count %d exceeds 16 bits (RFC 7597 §5.1)", path, w.plenVal, w.rpbcVal)}
 	}
 	c := b.cfg
 	ps, err := portset.NewPSID(w.rpbcVal, w.plenVal, w.sw.PSID)
@@ -103,7 +106,7 @@ func readSoftwire(p *parser, b *builder, s *stmt) error {
 		// port; refusing the whole file would refuse what Snabb runs.
 		// Skip it and say so once (Config.OutOfRange).
 		if c.OutOfRange.Count == 0 {
-			c.OutOfRange.FirstLine = w.psid.line
+			c.OutOfRange.FirstLine = w.psid
 			c.OutOfRange.First = fmt.Sprintf("psid %d does not fit in psid-length %d (must be below %d)", w.sw.PSID, w.plenVal, 1<<w.plenVal)
 		}
 		c.OutOfRange.Count++
@@ -111,25 +114,29 @@ func readSoftwire(p *parser, b *builder, s *stmt) error {
 	}
 	w.sw.PortSet = ps
 
-	key := swKey{w.sw.IPv4, w.sw.PSID}
-	if i, dup := b.byKey[key]; dup {
-		first := c.Softwires[i].Line
-		e := p.newError(s, ErrDuplicate, "softwire ipv4 %v psid %d is already defined at line %d", key.ip, key.psid, first)
-		e.OtherLine = first
+	ip := u32(w.sw.IPv4)
+	key := uint64(ip)<<16 | uint64(w.sw.PSID)
+	if first, dup := b.byKey[key]; dup {
+		e := p.newError(s, ErrDuplicate, "softwire ipv4 %v psid %d is already defined at line %d", w.sw.IPv4, w.sw.PSID, first)
+		e.OtherLine = int(first)
 		return e
 	}
-	if i, ok := b.byAddr[w.sw.IPv4]; ok {
-		if f := c.Softwires[i]; f.PortSet.Length != ps.Length || f.PortSet.Offset != ps.Offset {
+	if f, ok := b.byAddr[ip]; ok {
+		if f.length != ps.Length || f.offset != ps.Offset {
 			e := p.newError(s, ErrConflict,
 				"%v has psid-length %d, reserved-ports-bit-count %d here but psid-length %d, reserved-ports-bit-count %d in the softwire at line %d; RFC 7597 §5.1: a and k must be the same for every CE sharing an address",
-				w.sw.IPv4, ps.Length, ps.Offset, f.PortSet.Length, f.PortSet.Offset, f.Line)
-			e.OtherLine = f.Line
+				w.sw.IPv4, ps.Length, ps.Offset, f.length, f.offset, f.line)
+			e.OtherLine = int(f.line)
 			return e
 		}
 	} else {
-		b.byAddr[w.sw.IPv4] = len(c.Softwires)
+		b.byAddr[ip] = addrFirst{line: int32(s.line), length: ps.Length, offset: ps.Offset}
 	}
-	b.byKey[key] = len(c.Softwires)
-	c.Softwires = append(c.Softwires, w.sw)
-	return nil
+	b.byKey[key] = int32(s.line)
+	return b.emit(w.sw)
+}
+
+func u32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }

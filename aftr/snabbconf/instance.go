@@ -20,7 +20,7 @@ type queueBuild struct {
 type qiBuild struct {
 	qi      QueueInterface
 	ip      bool
-	nextHop *stmt // the first next-hop leaf, for the choice check
+	nextHop seenLeaf // the first next-hop leaf, for the choice check
 }
 
 var instanceSpecs = map[string]spec[instBuild]{
@@ -67,12 +67,12 @@ func makeQueueIfaceSpecs(v6 bool) map[string]spec[qiBuild] {
 	// next-hop holds the schema's mandatory choice "address": ip or mac.
 	choice := func(set func(p *parser, b *qiBuild, s *stmt) error) spec[qiBuild] {
 		return spec[qiBuild]{leaf, func(p *parser, b *qiBuild, s *stmt) error {
-			if b.nextHop != nil {
+			if b.nextHop.line != 0 {
 				e := p.newError(s, ErrDuplicate, "next-hop takes ip or mac, not both (%s given at line %d)", b.nextHop.kw, b.nextHop.line)
 				e.OtherLine = b.nextHop.line
 				return e
 			}
-			b.nextHop = s
+			b.nextHop = seenLeaf{s.kw, s.line}
 			return set(p, b, s)
 		}}
 	}

@@ -34,10 +34,16 @@ func (p *parser) newError(s *stmt, sentinel error, format string, args ...any) *
 	return &Error{File: p.file, Line: s.line, Path: s.path(), Msg: s.path() + ": " + fmt.Sprintf(format, args...), Err: sentinel}
 }
 
-// walk reads parent's children into t following specs.
+// walk reads parent's children into t following specs, as the parser
+// reads them; parent must be the innermost open block.
 func walk[T any](p *parser, parent *stmt, t *T, specs map[string]spec[T]) error {
-	var seen []*stmt // single-instance children so far
-	for _, s := range parent.kids {
+	var buf [8]seenLeaf
+	seen := buf[:0] // single-instance children so far
+	for {
+		s, err := p.child(parent)
+		if err != nil || s == nil {
+			return err
+		}
 		sp, ok := specs[s.kw]
 		if !ok {
 			return p.unknown(parent, s)
@@ -60,13 +66,17 @@ func walk[T any](p *parser, parent *stmt, t *T, specs map[string]spec[T]) error 
 					return e
 				}
 			}
-			seen = append(seen, s)
+			seen = append(seen, seenLeaf{s.kw, s.line})
 		}
 		if err := sp.fn(p, t, s); err != nil {
 			return err
 		}
 	}
-	return nil
+}
+
+type seenLeaf struct {
+	kw   string
+	line int
 }
 
 func (p *parser) unknown(parent, s *stmt) error {
@@ -93,7 +103,7 @@ func (p *parser) bad(s *stmt, format string, args ...any) error {
 // Value types.
 
 func (p *parser) uintVal(s *stmt, min, max uint64) (uint64, error) {
-	v, err := strconv.ParseUint(s.arg, 10, 64)
+	v, err := strconv.ParseUint(s.tmp(), 10, 64)
 	if err != nil || s.arg[0] < '0' || s.arg[0] > '9' {
 		return 0, p.bad(s, "not an unsigned decimal integer")
 	}
@@ -104,7 +114,7 @@ func (p *parser) uintVal(s *stmt, min, max uint64) (uint64, error) {
 }
 
 func (p *parser) boolVal(s *stmt) (bool, error) {
-	switch s.arg {
+	switch s.tmp() {
 	case "true":
 		return true, nil
 	case "false":
@@ -114,14 +124,14 @@ func (p *parser) boolVal(s *stmt) (bool, error) {
 }
 
 func (p *parser) strVal(s *stmt) (string, error) {
-	if !utf8.ValidString(s.arg) {
+	if !utf8.Valid(s.arg) {
 		return "", p.bad(s, "not valid UTF-8")
 	}
-	return s.arg, nil
+	return s.val(), nil
 }
 
 func (p *parser) ipv4Val(s *stmt) (netip.Addr, error) {
-	a, err := netip.ParseAddr(s.arg)
+	a, err := netip.ParseAddr(s.tmp())
 	if err != nil || !a.Is4() {
 		return netip.Addr{}, p.bad(s, "not an IPv4 address")
 	}
@@ -129,7 +139,7 @@ func (p *parser) ipv4Val(s *stmt) (netip.Addr, error) {
 }
 
 func (p *parser) ipv6Val(s *stmt) (netip.Addr, error) {
-	a, err := netip.ParseAddr(s.arg)
+	a, err := netip.ParseAddr(s.tmp())
 	if err != nil || !a.Is6() || a.Zone() != "" {
 		return netip.Addr{}, p.bad(s, "not an IPv6 address")
 	}
@@ -150,7 +160,7 @@ func (p *parser) macVal(s *stmt) (net.HardwareAddr, error) {
 	if !ok {
 		return nil, p.bad(s, "not a MAC address (xx:xx:xx:xx:xx:xx)")
 	}
-	m, err := net.ParseMAC(s.arg)
+	m, err := net.ParseMAC(s.tmp())
 	if err != nil {
 		return nil, p.bad(s, "not a MAC address (xx:xx:xx:xx:xx:xx)")
 	}
@@ -312,24 +322,60 @@ var rootSpecs = map[string]spec[builder]{
 type builder struct {
 	cfg  *Config
 	seen bool // a softwire-config was found
-	// byKey finds a softwire by (ipv4, psid); byAddr the first softwire
-	// of each IPv4 address, whose port-set parameters all others must share.
-	byKey  map[swKey]int
-	byAddr map[netip.Addr]int
+	// emit receives each softwire once it has passed the checks.
+	emit func(Softwire) error
+	// byKey is the line of the softwire of each (ipv4, psid), as
+	// ipv4<<16 | psid; byAddr the line and port-set parameters of the
+	// first softwire of each IPv4 address, which all others must share.
+	// Pointer-free and 12 and 8 octets an entry: at a million softwires
+	// they are what the parser keeps, besides the buffer.
+	byKey  map[uint64]int32
+	byAddr map[uint32]addrFirst
+	sw     swBuild // the softwire being read
 }
 
-type swKey struct {
-	ip   netip.Addr
-	psid uint16
+type addrFirst struct {
+	line   int32
+	length uint8 // psid-length, k
+	offset uint8 // reserved-ports-bit-count, a
 }
 
-func (p *parser) config(root *stmt) (*Config, error) {
+func init() {
+	internKeywords(rootSpecs)
+	internKeywords(configSpecs)
+	internKeywords(bindingTableSpecs)
+	internKeywords(versionSpecs)
+	internKeywords(softwireSpecs)
+	internKeywords(portSetSpecs)
+	internKeywords(externalSpecs)
+	internKeywords(internalSpecs)
+	internKeywords(rateSpecs)
+	internKeywords(reassemblySpecs)
+	internKeywords(instanceSpecs)
+	internKeywords(queueSpecs)
+	internKeywords(queueExtSpecs) // and next-hop's ip and mac
+	internKeywords(queueIntSpecs)
+}
+
+// config walks the whole input. A schema error stops the walk, but the
+// rest of the file is still read: a syntax error anywhere is reported
+// before it, as when the file was parsed whole before being walked.
+func (p *parser) config(emit func(Softwire) error) (*Config, error) {
 	b := &builder{
 		cfg:    &Config{Internal: defaults(true), External: defaults(false)},
-		byKey:  map[swKey]int{},
-		byAddr: map[netip.Addr]int{},
+		emit:   emit,
+		byKey:  map[uint64]int32{},
+		byAddr: map[uint32]addrFirst{},
 	}
+	root := &p.stmts[0]
+	*root = stmt{block: true}
 	if err := walk(p, root, b, rootSpecs); err != nil {
+		if p.treeErr != nil {
+			return nil, p.treeErr
+		}
+		if serr := p.drain(); serr != nil {
+			return nil, serr
+		}
 		return nil, err
 	}
 	if !b.seen {

@@ -10,12 +10,12 @@
 package snabbconf
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/lw4o6/lw4o6/stack/cfgfile"
@@ -203,42 +203,113 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// MaxFile bounds what ParseFile reads (see cfgfile.ReadFile).
+// ErrTooLarge: the input holds more than MaxFile octets. It wraps
+// cfgfile.ErrTooLarge.
+var ErrTooLarge = fmt.Errorf("snabbconf: %w", cfgfile.ErrTooLarge)
+
+// MaxFile bounds what the parse functions read.
 const MaxFile = 1 << 30
+
+// maxInput is MaxFile; tests lower it.
+var maxInput int64 = MaxFile
 
 // ParseFile reads and parses the regular file at path, of at most MaxFile
 // octets.
 func ParseFile(path string) (*Config, error) {
-	b, err := cfgfile.ReadFile(path, MaxFile)
-	if err != nil {
-		return nil, err
-	}
-	return parse(b, path)
+	return parseFile(path, nil)
 }
 
-// Parse reads r to its end and parses it; filename names it in errors.
+// Parse reads r to its end (at most MaxFile octets) and parses it;
+// filename names it in errors.
 func Parse(r io.Reader, filename string) (*Config, error) {
-	b, err := io.ReadAll(r)
+	return parse(r, filename, nil)
+}
+
+// Stream is Parse for big binding tables: instead of keeping the softwires
+// in Config.Softwires, which it leaves empty, it hands each to fn in file
+// order, once it has passed the checks (duplicates, conflicting port-set
+// parameters; out-of-range PSIDs are skipped and counted in
+// Config.OutOfRange as by Parse). The file is read as a stream, never
+// whole: what the parse keeps besides its 64 KiB buffer is 20 octets or so
+// per softwire for the checks.
+//
+// fn sees softwires before the rest of the file is known to be valid: when
+// Stream fails, drop what fn built. An error from fn stops the parse and
+// is returned as is, unless the file has a syntax error, which is
+// returned instead (as from Parse, syntax errors come first).
+func Stream(r io.Reader, filename string, fn func(Softwire) error) (*Config, error) {
+	if fn == nil {
+		fn = func(Softwire) error { return nil }
+	}
+	return parse(r, filename, fn)
+}
+
+// StreamFile is Stream on the regular file at path, of at most MaxFile
+// octets.
+func StreamFile(path string, fn func(Softwire) error) (*Config, error) {
+	if fn == nil {
+		fn = func(Softwire) error { return nil }
+	}
+	return parseFile(path, fn)
+}
+
+// parseFile opens path as cfgfile.ReadFile does (a regular file within the
+// bound, never a device or a pipe) but streams it.
+func parseFile(path string, fn func(Softwire) error) (*Config, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	return parse(b, filename)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w (%v)", path, cfgfile.ErrNotRegular, fi.Mode().Type())
+	}
+	if fi.Size() > MaxFile {
+		return nil, fmt.Errorf("%s: %w: %d octets, at most %d", path, cfgfile.ErrTooLarge, fi.Size(), int64(MaxFile))
+	}
+	return parse(f, path, fn)
 }
 
 type parser struct {
 	file string
+	lex  *lexer
+	// stmts[d] is the statement being read at depth d (0: the root).
+	stmts [maxDepth + 2]stmt
+	depth int // of the innermost open block
+	// kwCache holds recent keywords (see keyword).
+	kwCache [32]string
+	// treeErr is the first syntax error met, which wins over any schema
+	// error (see config).
+	treeErr error
 }
 
-func parse(src []byte, filename string) (*Config, error) {
+// parse reads r; fn nil keeps the softwires in Config.Softwires.
+func parse(r io.Reader, filename string, fn func(Softwire) error) (*Config, error) {
 	if filename == "" {
 		filename = "<input>"
 	}
 	p := &parser{file: filename}
+	p.lex = newLexer(p, r, maxInput)
 	// Drop a UTF-8 byte-order mark, which editors sometimes write.
-	src = bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
-	root, err := p.parseTree(src)
+	if p.lex.fill(3) && string(p.lex.buf[:3]) == "\xef\xbb\xbf" {
+		p.lex.pos = 3
+	}
+	var kept []Softwire
+	emit := fn
+	if emit == nil {
+		emit = func(s Softwire) error {
+			kept = append(kept, s)
+			return nil
+		}
+	}
+	c, err := p.config(emit)
 	if err != nil {
 		return nil, err
 	}
-	return p.config(root)
+	c.Softwires = kept
+	return c, nil
 }

@@ -2,11 +2,13 @@ package snabbconf
 
 import (
 	"errors"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/lw4o6/lw4o6/internal/testenv"
@@ -374,6 +376,12 @@ func TestMalformed(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), "cfg.conf:") {
 				t.Errorf("error %q does not name the file", err)
+			}
+			// The same error whatever the reads look like, streaming or not.
+			for _, r := range []io.Reader{iotest.OneByteReader(strings.NewReader(tc.in)), iotest.HalfReader(strings.NewReader(tc.in))} {
+				if _, err2 := Stream(r, "cfg.conf", nil); err2 == nil || err2.Error() != err.Error() {
+					t.Errorf("Stream: %v, want %v", err2, err)
+				}
 			}
 		})
 	}

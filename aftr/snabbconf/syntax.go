@@ -2,16 +2,23 @@ package snabbconf
 
 import (
 	"fmt"
-	"strings"
+	"io"
+	"unsafe"
 )
 
-// This file turns the text into a tree of statements, knowing nothing of the
-// schema. The syntax is the one Snabb's lib/yang parser accepts (RFC 7950
-// §6.1 lexical rules): `keyword [argument] ;` or `keyword [argument] { ... }`;
-// arguments are unquoted (ending at white space or one of ; { } " ' /),
-// 'single-quoted' (no escapes) or "double-quoted" (\n \t \" \\; any other
-// backslash is kept), and quoted pieces join with +. Comments are // to the
-// end of the line and /* ... */; '#' is not a comment.
+// This file reads the text as a stream of statements, knowing nothing of
+// the schema. The syntax is the one Snabb's lib/yang parser accepts (RFC
+// 7950 §6.1 lexical rules): `keyword [argument] ;` or `keyword [argument]
+// { ... }`; arguments are unquoted (ending at white space or one of ; { } "
+// ' /), 'single-quoted' (no escapes) or "double-quoted" (\n \t \" \\; any
+// other backslash is kept), and quoted pieces join with +. Comments are //
+// to the end of the line and /* ... */; '#' is not a comment.
+//
+// The file is never held whole, nor as a tree: the schema walk (schema.go)
+// pulls the statements of the block it is in one by one (parser.child),
+// so a binding table of a million softwires costs the parser one statement
+// per level of nesting, reused. A statement is valid only until the next
+// one at its level is read: nothing may keep a *stmt.
 
 // maxDepth bounds block nesting; the schema needs 6 levels.
 const maxDepth = 32
@@ -19,13 +26,19 @@ const maxDepth = 32
 // stmt is one statement of the file.
 type stmt struct {
 	kw     string
-	arg    string
-	hasArg bool // an argument was written, possibly the empty "" string
-	block  bool // { ... } rather than ;
-	kids   []*stmt
-	line   int   // line of the keyword
-	parent *stmt // nil for the root
+	arg    []byte // valid until the next statement at this level is read
+	hasArg bool   // an argument was written, possibly the empty "" string
+	block  bool   // { ... } rather than ;
+	line   int    // line of the keyword
+	parent *stmt  // nil for the root
 }
+
+// tmp is the argument as a string sharing the statement's buffer: for
+// parsing it on the spot, never to keep (see val).
+func (s *stmt) tmp() string { return unsafe.String(unsafe.SliceData(s.arg), len(s.arg)) }
+
+// val is the argument as a string of its own.
+func (s *stmt) val() string { return string(s.arg) }
 
 // path is the slash-joined keywords from the top, s's last; "" for the
 // root. Only errors need it, so it is built on demand.
@@ -50,22 +63,72 @@ const (
 	tClose
 )
 
+// token is one token; the text of a word or string is in lexer.text until
+// the next one is read.
 type token struct {
 	kind tokKind
-	text string
 	line int
 }
 
 type lexer struct {
 	p    *parser
-	src  []byte
+	r    io.Reader
+	buf  []byte // buf[pos:end] is read but not consumed
 	pos  int
+	end  int
+	eof  bool  // r has no more
+	rerr error // a read error, or the input past its bound
+	read int64 // octets read from r
+	max  int64 // bound on read
 	line int
-	col  int   // display column of src[pos], tabs to multiples of 8
-	at   *stmt // the statement being read, for errors
+	col  int    // display column of the next byte, tabs to multiples of 8
+	text []byte // the last word or string token
+	at   *stmt  // the statement being read, for errors
+}
+
+const lexBuf = 64 << 10
+
+func newLexer(p *parser, r io.Reader, max int64) *lexer {
+	return &lexer{p: p, r: r, buf: make([]byte, lexBuf), line: 1, max: max}
+}
+
+// fill makes buf[pos:end] hold at least n octets unless the input ends
+// first, and reports whether it does.
+func (l *lexer) fill(n int) bool {
+	if l.end-l.pos >= n {
+		return true
+	}
+	if l.pos > 0 {
+		l.end = copy(l.buf, l.buf[l.pos:l.end])
+		l.pos = 0
+	}
+	for empty := 0; l.end < n && !l.eof; {
+		m, err := l.r.Read(l.buf[l.end:])
+		l.end += m
+		l.read += int64(m)
+		if m == 0 && err == nil {
+			empty++
+		}
+		switch {
+		case empty > 100:
+			l.eof, l.rerr = true, fmt.Errorf("%s: %w", l.p.file, io.ErrNoProgress)
+		case l.read > l.max:
+			l.eof, l.end = true, l.end-int(l.read-l.max)
+			l.rerr = &Error{File: l.p.file, Msg: fmt.Sprintf("more than %d octets", l.max), Err: ErrTooLarge}
+		case err == io.EOF:
+			l.eof = true
+		case err != nil:
+			l.eof, l.rerr = true, fmt.Errorf("%s: %w", l.p.file, err)
+		}
+	}
+	return l.end-l.pos >= n
 }
 
 func (l *lexer) errf(line int, format string, args ...any) error {
+	if l.rerr != nil {
+		// The input stopped early: that, not what it cut short, is the error.
+		return l.rerr
+	}
 	msg := fmt.Sprintf(format, args...)
 	path := l.at.path()
 	if path != "" {
@@ -74,10 +137,8 @@ func (l *lexer) errf(line int, format string, args ...any) error {
 	return &Error{File: l.p.file, Line: line, Path: path, Msg: msg, Err: ErrSyntax}
 }
 
-// advance consumes one byte, keeping line and column.
-func (l *lexer) advance() byte {
-	c := l.src[l.pos]
-	l.pos++
+// step accounts for consuming c (column and line).
+func (l *lexer) step(c byte) {
 	switch {
 	case c == '\n':
 		l.line++
@@ -87,29 +148,62 @@ func (l *lexer) advance() byte {
 	case c&0xC0 != 0x80: // not a UTF-8 continuation byte
 		l.col++
 	}
+}
+
+// advance consumes one byte, which fill has made available.
+func (l *lexer) advance() byte {
+	c := l.buf[l.pos]
+	l.pos++
+	l.step(c)
 	return c
 }
 
+// peek returns the byte off positions ahead, or 0 past the end.
 func (l *lexer) peek(off int) byte {
-	if l.pos+off < len(l.src) {
-		return l.src[l.pos+off]
+	if !l.fill(off + 1) {
+		return 0
 	}
-	return 0
+	return l.buf[l.pos+off]
 }
+
+// more reports whether a byte is left.
+func (l *lexer) more() bool { return l.pos < l.end || l.fill(1) }
 
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
+// wordEnd marks the bytes that end an unquoted word.
+var wordEnd = func() (t [256]bool) {
+	for _, c := range []byte(" \t\n\r\v\f;{}\"'/") {
+		t[c] = true
+	}
+	return
+}()
+
 // skip passes white space and comments.
 func (l *lexer) skip() error {
-	for l.pos < len(l.src) {
-		c := l.src[l.pos]
+	for l.more() {
+		c := l.buf[l.pos]
 		switch {
+		case c == ' ' || c == '\n':
+			// Indentation and line ends, the bulk of a big file, a run
+			// at a time.
+			i, col, line := l.pos, l.col, l.line
+			for ; i < l.end; i++ {
+				if d := l.buf[i]; d == ' ' {
+					col++
+				} else if d == '\n' {
+					line, col = line+1, 0
+				} else {
+					break
+				}
+			}
+			l.pos, l.col, l.line = i, col, line
 		case isSpace(c):
 			l.advance()
 		case c == '/' && l.peek(1) == '/':
-			for l.pos < len(l.src) && l.src[l.pos] != '\n' {
+			for l.more() && l.buf[l.pos] != '\n' {
 				l.advance()
 			}
 		case c == '/' && l.peek(1) == '*':
@@ -117,10 +211,10 @@ func (l *lexer) skip() error {
 			l.advance()
 			l.advance()
 			for {
-				if l.pos >= len(l.src) {
+				if !l.more() {
 					return l.errf(start, "unterminated /* comment")
 				}
-				if l.src[l.pos] == '*' && l.peek(1) == '/' {
+				if l.buf[l.pos] == '*' && l.peek(1) == '/' {
 					l.advance()
 					l.advance()
 					break
@@ -140,11 +234,14 @@ func (l *lexer) next() (token, error) {
 	if err := l.skip(); err != nil {
 		return token{}, err
 	}
-	if l.pos >= len(l.src) {
+	if !l.more() {
+		if l.rerr != nil {
+			return token{}, l.rerr
+		}
 		return token{kind: tEOF, line: l.line}, nil
 	}
 	line := l.line
-	switch c := l.src[l.pos]; c {
+	switch c := l.buf[l.pos]; c {
 	case ';':
 		l.advance()
 		return token{kind: tSemi, line: line}, nil
@@ -155,42 +252,54 @@ func (l *lexer) next() (token, error) {
 		l.advance()
 		return token{kind: tClose, line: line}, nil
 	case '"', '\'':
-		s, err := l.quoted()
-		return token{kind: tString, text: s, line: line}, err
+		l.text = l.text[:0]
+		err := l.quoted()
+		return token{kind: tString, line: line}, err
 	}
-	start := l.pos
-	for l.pos < len(l.src) {
-		c := l.src[l.pos]
-		if isSpace(c) || c == ';' || c == '{' || c == '}' || c == '"' || c == '\'' || c == '/' {
+	l.text = l.text[:0]
+	for l.more() {
+		// A run of word bytes within the buffer at a time.
+		i := l.pos
+		for i < l.end && !wordEnd[l.buf[i]] {
+			if l.buf[i]&0xC0 != 0x80 {
+				l.col++
+			}
+			i++
+		}
+		l.text = append(l.text, l.buf[l.pos:i]...)
+		l.pos = i
+		if i < l.end {
 			break
 		}
-		l.advance()
+		if len(l.text) > maxString {
+			return token{}, l.errf(line, "word longer than %d octets", maxString)
+		}
 	}
-	return token{kind: tWord, text: string(l.src[start:l.pos]), line: line}, nil
+	return token{kind: tWord, line: line}, nil
 }
 
-// quoted reads one quoted string and any "+"-joined continuations.
-func (l *lexer) quoted() (string, error) {
-	var b strings.Builder
+// quoted reads one quoted string and any "+"-joined continuations into
+// l.text.
+func (l *lexer) quoted() error {
 	for {
-		if err := l.quotedPiece(&b); err != nil {
-			return "", err
+		if err := l.quotedPiece(); err != nil {
+			return err
 		}
 		// Look past white space for a "+"; put nothing back if absent,
 		// since the white space separates tokens anyway.
 		if err := l.skip(); err != nil {
-			return "", err
+			return err
 		}
-		if l.pos >= len(l.src) || l.src[l.pos] != '+' {
-			return b.String(), nil
+		if !l.more() || l.buf[l.pos] != '+' {
+			return nil
 		}
 		line := l.line
 		l.advance()
 		if err := l.skip(); err != nil {
-			return "", err
+			return err
 		}
 		if c := l.peek(0); c != '"' && c != '\'' {
-			return "", l.errf(line, "'+' must join two quoted strings")
+			return l.errf(line, "'+' must join two quoted strings")
 		}
 	}
 }
@@ -198,12 +307,15 @@ func (l *lexer) quoted() (string, error) {
 // quotedPiece reads one quoted string. A line break inside it drops the
 // next line's indentation up to and including the opening quote's column
 // (RFC 7950 §6.1.3), as Snabb's parser does for both kinds of quote.
-func (l *lexer) quotedPiece(b *strings.Builder) error {
+func (l *lexer) quotedPiece() error {
 	start, qcol := l.line, l.col
 	q := l.advance()
 	for {
-		if l.pos >= len(l.src) {
+		if !l.more() {
 			return l.errf(start, "unterminated %c string", q)
+		}
+		if len(l.text) > maxString {
+			return l.errf(start, "string longer than %d octets", maxString)
 		}
 		c := l.advance()
 		switch {
@@ -212,45 +324,49 @@ func (l *lexer) quotedPiece(b *strings.Builder) error {
 		case c == '\\' && q == '"':
 			switch l.peek(0) {
 			case 'n':
-				b.WriteByte('\n')
+				l.text = append(l.text, '\n')
 			case 't':
-				b.WriteByte('\t')
+				l.text = append(l.text, '\t')
 			case '"':
-				b.WriteByte('"')
+				l.text = append(l.text, '"')
 			case '\\':
-				b.WriteByte('\\')
+				l.text = append(l.text, '\\')
 			default:
-				b.WriteByte('\\')
+				l.text = append(l.text, '\\')
 				continue
 			}
 			l.advance()
 		case c == '\r' && l.peek(0) == '\n':
 			// CRLF: the \n that follows does the work.
 		case c == '\n':
-			b.WriteByte('\n')
-			for l.pos < len(l.src) && l.col <= qcol {
-				d := l.src[l.pos]
+			l.text = append(l.text, '\n')
+			for l.more() && l.col <= qcol {
+				d := l.buf[l.pos]
 				if d != ' ' && d != '\t' {
 					break
 				}
 				l.advance()
-				if l.col > qcol+1 { // a tab that runs past the cut
-					b.WriteString(strings.Repeat(" ", l.col-qcol-1))
+				for i := qcol + 1; i < l.col; i++ { // a tab that runs past the cut
+					l.text = append(l.text, ' ')
 				}
 			}
 		default:
-			b.WriteByte(c)
+			l.text = append(l.text, c)
 		}
 	}
 }
 
+// maxString bounds one word or quoted string (a filter text is the
+// longest leaf): past it a hostile file could make the lexer hold most of
+// itself in one token.
+const maxString = 1 << 20
+
 // isIdentifier reports whether s is a YANG identifier: [A-Za-z_][A-Za-z0-9_.-]*.
-func isIdentifier(s string) bool {
-	if s == "" {
+func isIdentifier(s []byte) bool {
+	if len(s) == 0 {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for i, c := range s {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
 		case i > 0 && (c >= '0' && c <= '9' || c == '.' || c == '-'):
@@ -261,7 +377,7 @@ func isIdentifier(s string) bool {
 	return true
 }
 
-func describe(t token) string {
+func describe(t token, text []byte) string {
 	switch t.kind {
 	case tEOF:
 		return "end of file"
@@ -272,73 +388,119 @@ func describe(t token) string {
 	case tClose:
 		return "'}'"
 	case tString:
-		return fmt.Sprintf("quoted string %q", t.text)
+		return fmt.Sprintf("quoted string %q", text)
 	}
-	return fmt.Sprintf("%q", t.text)
+	return fmt.Sprintf("%q", text)
 }
 
-// parseTree reads the whole file into a tree under an unnamed root block.
-func (p *parser) parseTree(src []byte) (*stmt, error) {
-	l := &lexer{p: p, src: src, line: 1}
-	root := &stmt{block: true}
-	stack := []*stmt{root}
+// keywords are the schema's keywords, so that reading one allocates
+// nothing.
+var keywords = map[string]string{}
+
+func internKeywords[T any](specs map[string]spec[T]) {
+	for k := range specs {
+		keywords[k] = k
+	}
+}
+
+// keyword returns b as a string, the schema's own when b is one of its
+// keywords. A cache of the last keyword by (length, last byte) spares the
+// map's hashing on the hot path, a binding table's repeated keywords.
+func (p *parser) keyword(b []byte) string {
+	h := (len(b)*31 + int(b[len(b)-1])) & (len(p.kwCache) - 1)
+	if k := p.kwCache[h]; k == string(b) {
+		return k
+	}
+	k, ok := keywords[string(b)]
+	if !ok {
+		return string(b)
+	}
+	p.kwCache[h] = k
+	return k
+}
+
+// child reads the next statement of parent, the innermost open block, and
+// returns nil at its end ('}', or the end of the file for the root). A
+// block statement returned is open: its statements must be read (with
+// child) before parent's next one.
+func (p *parser) child(parent *stmt) (*stmt, error) {
+	s, err := p.readChild(parent)
+	if err != nil && p.treeErr == nil {
+		p.treeErr = err
+	}
+	return s, err
+}
+
+func (p *parser) readChild(parent *stmt) (*stmt, error) {
+	l := p.lex
+	l.at = parent
+	t, err := l.next()
+	if err != nil {
+		return nil, err
+	}
+	switch t.kind {
+	case tEOF:
+		if p.depth > 0 {
+			return nil, l.errf(parent.line, "'{' is never closed")
+		}
+		return nil, nil
+	case tClose:
+		if p.depth == 0 {
+			return nil, l.errf(t.line, "unexpected '}' (unbalanced braces)")
+		}
+		p.depth--
+		return nil, nil
+	case tWord:
+	default:
+		return nil, l.errf(t.line, "expected a keyword, found %s", describe(t, l.text))
+	}
+	if !isIdentifier(l.text) {
+		if l.text[0] == '#' {
+			return nil, l.errf(t.line, "'#' does not start a comment (use // or /* */)")
+		}
+		return nil, l.errf(t.line, "%q is not a keyword", l.text)
+	}
+	s := &p.stmts[p.depth+1]
+	*s = stmt{kw: p.keyword(l.text), arg: s.arg[:0], line: t.line, parent: parent}
+	l.at = s
+	if t, err = l.next(); err != nil {
+		return nil, err
+	}
+	if t.kind == tWord || t.kind == tString {
+		// The token's buffer becomes the argument's, and the other way round.
+		s.arg, l.text, s.hasArg = l.text, s.arg, true
+		if t, err = l.next(); err != nil {
+			return nil, err
+		}
+	}
+	switch t.kind {
+	case tSemi:
+	case tOpen:
+		if p.depth+1 > maxDepth {
+			return nil, l.errf(s.line, "blocks nested too deep")
+		}
+		s.block = true
+		p.depth++
+	default:
+		if s.hasArg {
+			return nil, l.errf(s.line, "missing ';' after value %q (found %s)", s.arg, describe(t, l.text))
+		}
+		return nil, l.errf(s.line, "expected a value, ';' or '{', found %s", describe(t, l.text))
+	}
+	return s, nil
+}
+
+// drain reads the rest of the file for its syntax alone, from wherever the
+// schema walk stopped, and returns its first syntax error if any.
+func (p *parser) drain() error {
 	for {
-		top := stack[len(stack)-1]
-		l.at = top
-		t, err := l.next()
+		top := &p.stmts[p.depth]
+		s, err := p.child(top)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		switch t.kind {
-		case tEOF:
-			if len(stack) > 1 {
-				return nil, l.errf(top.line, "'{' is never closed")
-			}
-			return root, nil
-		case tClose:
-			if len(stack) == 1 {
-				return nil, l.errf(t.line, "unexpected '}' (unbalanced braces)")
-			}
-			stack = stack[:len(stack)-1]
-			continue
-		case tWord:
-		default:
-			return nil, l.errf(t.line, "expected a keyword, found %s", describe(t))
-		}
-		if !isIdentifier(t.text) {
-			if t.text[0] == '#' {
-				return nil, l.errf(t.line, "'#' does not start a comment (use // or /* */)")
-			}
-			return nil, l.errf(t.line, "%q is not a keyword", t.text)
-		}
-		s := &stmt{kw: t.text, line: t.line, parent: top}
-		l.at = s
-		t, err = l.next()
-		if err != nil {
-			return nil, err
-		}
-		if t.kind == tWord || t.kind == tString {
-			s.arg, s.hasArg = t.text, true
-			if t, err = l.next(); err != nil {
-				return nil, err
-			}
-		}
-		switch t.kind {
-		case tSemi:
-		case tOpen:
-			if len(stack) > maxDepth {
-				return nil, l.errf(s.line, "blocks nested too deep")
-			}
-			s.block = true
-		default:
-			if s.hasArg {
-				return nil, l.errf(s.line, "missing ';' after value %q (found %s)", s.arg, describe(t))
-			}
-			return nil, l.errf(s.line, "expected a value, ';' or '{', found %s", describe(t))
-		}
-		top.kids = append(top.kids, s)
-		if s.block {
-			stack = append(stack, s)
+		if s == nil && top == &p.stmts[0] {
+			return nil
 		}
 	}
 }

@@ -74,8 +74,8 @@ func TestBindingsFileApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Static) != 1 || cfg.Static[0].IPv4.String() != "192.0.2.1" || cfg.Static[0].PSID.ID != 3 {
-		t.Fatalf("static bindings %+v", cfg.Static)
+	if st := cfg.StaticBindings(); len(st) != 1 || st[0].IPv4.String() != "192.0.2.1" || st[0].PSID.ID != 3 {
+		t.Fatalf("static bindings %+v", st)
 	}
 	if cfg.Hairpinning {
 		t.Error("the file's hairpinning false was not applied")
