@@ -23,6 +23,7 @@ import (
 	"github.com/lw4o6/lw4o6/stack/counter"
 	"github.com/lw4o6/lw4o6/stack/frag"
 	"github.com/lw4o6/lw4o6/stack/netstack"
+	"github.com/lw4o6/lw4o6/stack/pcp"
 	"github.com/lw4o6/lw4o6/stack/portset"
 )
 
@@ -74,6 +75,9 @@ type B4 struct {
 	provisioned atomic.Bool
 	lost        chan string // reasons to provision again; buffered 1
 
+	client atomic.Pointer[pcp.Client] // while Run runs: takes ANNOUNCEs
+	group6 [16]byte                   // Config.AnnounceGroup; zero if none
+
 	mu     sync.Mutex
 	status Status
 	change chan struct{} // closed and replaced on every status change
@@ -103,6 +107,7 @@ func New(cfg Config, lan, access Link) (*B4, error) {
 		reasm:   frag.NewReassembler6(frag.Config{Now: cfg.Now}),
 		fragIDs: frag.RandomIDs(),
 		change:  make(chan struct{}),
+		group6:  announceGroup16(cfg.AnnounceGroup),
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
@@ -165,11 +170,12 @@ func (b *B4) setStatus(f func(*Status)) {
 }
 
 // lostBinding records that the AFTR no longer holds our binding: the port
-// set is dropped at once (its packets would only be dropped upstream) and the
-// provisioning loop is told to ask again.
+// set is out of use at once (its packets would only be dropped upstream) and
+// the provisioning loop is told to ask again. The NAT keeps its sessions:
+// the request suggests the same address and set, and what still fits the
+// set granted then survives (issue 11 item 3; nat.Table.SetExternal).
 func (b *B4) lostBinding(why string) {
 	if b.provisioned.Swap(false) {
-		b.nat.Clear()
 		b.count.Count(cReprovision, 0)
 		b.setStatus(func(s *Status) { s.Provisioned = false })
 		b.log.Warn("binding lost, provisioning again", "why", why)

@@ -41,6 +41,8 @@ type Config struct {
 	Nonce *[12]byte
 	// NAT configures the NAPT44.
 	NAT nat.Config
+	// Failover, shutdown and static provisioning: see failover.go.
+	Failover
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives the B4's log; nil discards it.
@@ -85,5 +87,5 @@ func (c *Config) validate() error {
 	if c.TunnelMTU < 576 {
 		return fmt.Errorf("%w: TunnelMTU %d below 576", ErrConfig, c.TunnelMTU)
 	}
-	return nil
+	return c.Failover.validate(c.PortSetSize)
 }

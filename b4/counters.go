@@ -27,6 +27,17 @@ const (
 	cOutIPv6Frag
 	cInIPv6Frag
 	cDropFragmentIPv6
+	cDropICMPv6NotCurrent
+	cInAnnounce
+	cDropAnnounceSpoofed
+	cDropAnnounceNoClient
+	cGrantRefused
+	cDropDstThisNetwork
+	cDropDstLoopback
+	cDropDstLinkLocal
+	cDropDstSoftwire
+	cDropDstMulticast
+	cDropDstReserved
 )
 
 var counterNames = []string{
@@ -53,4 +64,15 @@ var counterNames = []string{
 	cOutIPv6Frag:             "out-ipv6-frag",
 	cInIPv6Frag:              "in-ipv6-frag",
 	cDropFragmentIPv6:        "drop-ipv6-frag-invalid-reassembly",
+	cDropICMPv6NotCurrent:    "drop-icmpv6-not-current-binding",
+	cInAnnounce:              "in-pcp-announce",
+	cDropAnnounceSpoofed:     "drop-pcp-announce-spoofed",
+	cDropAnnounceNoClient:    "drop-pcp-announce-not-running",
+	cGrantRefused:            "pcp-grant-refused",
+	cDropDstThisNetwork:      "drop-dst-this-network-ipv4",
+	cDropDstLoopback:         "drop-dst-loopback-ipv4",
+	cDropDstLinkLocal:        "drop-dst-link-local-ipv4",
+	cDropDstSoftwire:         "drop-dst-softwire-ipv4",
+	cDropDstMulticast:        "drop-dst-multicast-ipv4",
+	cDropDstReserved:         "drop-dst-reserved-ipv4",
 }

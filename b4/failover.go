@@ -1,0 +1,82 @@
+package b4
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/lw4o6/lw4o6/stack/portset"
+)
+
+// Failover configures how the B4 learns of, and leaves, its binding beyond
+// the plain MAP/renew cycle. It is embedded in Config.
+type Failover struct {
+	// AnnounceGroup is an IPv6 multicast group on the access network (e.g.
+	// ff02::1) to which the AFTR sends its restart ANNOUNCE (RFC 6887
+	// §14.1.3) in a softwire packet. The B4 accepts packets to it only
+	// from its AFTR, and from them only that ANNOUNCE. The zero Addr
+	// accepts the ANNOUNCE unicast only. Joining the group on the access
+	// socket is the caller's job.
+	AnnounceGroup netip.Addr
+	// KeepBinding leaves the binding at the AFTR when Run ends; by default
+	// the B4 deletes it (MAP lifetime 0, RFC 6887 §15), so that a restart
+	// with another nonce is not refused for the binding's remaining life.
+	KeepBinding bool
+	// StaticIPv4 and StaticPorts, when StaticIPv4 is set, provision the B4
+	// with this address and set as they are, with no PCP: a provisioning
+	// system installed the binding at the AFTR (THIRD_PARTY, PROTOCOL.md §8
+	// item 4), which alone checks it. They are validated as a PCP grant is.
+	StaticIPv4  netip.Addr
+	StaticPorts portset.Range
+	// AllowLoopback lets LAN traffic to 127.0.0.0/8 into the softwire:
+	// the laptop lab reaches the AFTR host's loopback that way (lw4o6-aftr
+	// --egress-allow-loopback). Never in a deployment.
+	AllowLoopback bool
+}
+
+func (f *Failover) validate(asked uint16) error {
+	if f.AnnounceGroup.IsValid() && (!f.AnnounceGroup.Is6() || !f.AnnounceGroup.IsMulticast()) {
+		return fmt.Errorf("%w: AnnounceGroup %v is not an IPv6 multicast group", ErrConfig, f.AnnounceGroup)
+	}
+	if !f.StaticIPv4.IsValid() {
+		if f.StaticPorts != (portset.Range{}) {
+			return fmt.Errorf("%w: StaticPorts without StaticIPv4", ErrConfig)
+		}
+		return nil
+	}
+	if err := checkPublicIPv4(f.StaticIPv4); err != nil {
+		return fmt.Errorf("%w: StaticIPv4: %w", ErrConfig, err)
+	}
+	if _, err := checkSet(f.StaticPorts.First, f.StaticPorts.Size, 65535); err != nil {
+		return fmt.Errorf("%w: StaticPorts: %w", ErrConfig, err)
+	}
+	return nil
+}
+
+// static reports whether the B4 runs on a static binding (no PCP).
+func (b *B4) static() bool { return b.cfg.StaticIPv4.IsValid() }
+
+// runStatic installs the static binding and holds it until ctx ends: no
+// PCP, so no renewal, no re-provisioning and no delete. An ICMPv6 1/5 is
+// counted only; the AFTR is the only party that checks the binding.
+func (b *B4) runStatic(ctx context.Context) {
+	ip, set := b.cfg.StaticIPv4.Unmap(), b.cfg.StaticPorts
+	if err := b.nat.SetExternal(ip, set); err != nil {
+		b.log.Error("NAT refused the static set", "err", err) // validate checked it
+		return
+	}
+	b.provisioned.Store(true)
+	b.setStatus(func(s *Status) {
+		s.Provisioned = true
+		s.PublicIPv4, s.Ports = ip, set
+		s.Provisionings++
+	})
+	b.log.Info("provisioned statically", "ipv4", ip, "ports", set)
+	<-ctx.Done()
+}
+
+// deleteWait bounds the delete Run sends as it ends (RFC 6887 §15): one
+// transmission (the first retransmission would come after IRT, 3 s), and a
+// shutdown that does not hang on an AFTR that is gone.
+var deleteWait = 1500 * time.Millisecond
