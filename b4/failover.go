@@ -54,6 +54,13 @@ func (f *Failover) validate(asked uint16) error {
 	return nil
 }
 
+// CheckStatic validates a static binding as New does, for a caller that
+// reports errors against its own flags.
+func CheckStatic(ip netip.Addr, ports portset.Range) error {
+	f := Failover{StaticIPv4: ip, StaticPorts: ports}
+	return f.validate(65535)
+}
+
 // static reports whether the B4 runs on a static binding (no PCP).
 func (b *B4) static() bool { return b.cfg.StaticIPv4.IsValid() }
 

@@ -34,6 +34,7 @@ type options struct {
 	socks5       string
 	nonceFile    string
 	level        slog.Level
+	failover     failoverFlags
 }
 
 const usage = `Usage: lw4o6-b4 [flags]
@@ -76,7 +77,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.portSetSize, "port-set-size", 65535, "PORT_SET size asked for (1-65535; 65535 = as many as the AFTR gives)")
 	fs.DurationVar(&o.lifetime, "lifetime", 2*time.Hour, "binding lifetime asked for")
 	fs.StringVar(&o.socks5, "socks5", "", "serve SOCKS5 (CONNECT, UDP ASSOCIATE) on `ADDR` as an unprivileged LAN front end")
-	fs.StringVar(&o.nonceFile, "nonce-file", "", "keep the PCP nonce in `FILE` so renewals after a restart are accepted (default: in the user cache directory; \"none\": a fresh nonce each start)")
+	fs.StringVar(&o.nonceFile, "nonce-file", "", "keep the PCP nonce in `FILE` so renewals after a restart are accepted (default: in --state-dir; \"none\": a fresh nonce each start)")
+	o.failover.register(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -149,6 +151,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		if _, err := net.ResolveTCPAddr("tcp", o.socks5); err != nil {
 			return nil, fmt.Errorf("--socks5 %q: %v", o.socks5, err)
 		}
+	}
+	if err := o.failover.check(); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

@@ -29,6 +29,14 @@ func TestBadFlags(t *testing.T) {
 		{append(base, "--lifetime", "1s"), "--lifetime"},
 		{append(base, "--log-level", "loud"), "--log-level"},
 		{append(base, "extra"), "unexpected argument"},
+		{append(base, "--announce-group", "2001:db8::1"), "--announce-group"},
+		{append(base, "--ipv4", "192.0.2.1"), "--ipv4 and --port-set"},
+		{append(base, "--port-set", "4096-8191"), "--ipv4 and --port-set"},
+		{append(base, "--ipv4", "192.0.2.1", "--port-set", "8191-4096"), "--port-set"},
+		{append(base, "--ipv4", "192.0.2.1", "--port-set", "0-1023"), "port 0"},
+		{append(base, "--ipv4", "192.0.2.1", "--port-set", "4096-5000"), "aligned power-of-two"},
+		{append(base, "--ipv4", "192.0.0.2", "--port-set", "4096-8191"), "softwire"},
+		{append(base, "--ipv4", "2001:db8::1", "--port-set", "4096-8191"), "--ipv4"},
 		{[]string{"--bogus"}, "bogus"},
 	} {
 		var out, errb bytes.Buffer
@@ -59,5 +67,20 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
+	}
+}
+
+// Static provisioning and the failover flags reach the options parsed.
+func TestFailoverFlags(t *testing.T) {
+	var errb bytes.Buffer
+	o, err := parseFlags([]string{"--aftr", "2001:db8::1", "--socks5", "127.0.0.1:1080", "--ipv4", "192.0.2.1",
+		"--port-set", "4096-8191", "--announce-group", "ff02::1", "--keep-binding", "--state-dir", "/tmp/x"}, &errb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := o.failover
+	if f.staticIPv4.String() != "192.0.2.1" || f.staticPorts.First != 4096 || f.staticPorts.Size != 4096 ||
+		f.announceGroup.String() != "ff02::1" || !f.keepBinding || f.stateDir != "/tmp/x" {
+		t.Fatalf("parsed %+v", f)
 	}
 }

@@ -65,22 +65,10 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	cfg.PortSetSize = uint16(o.portSetSize)
 	cfg.Lifetime = o.lifetime
 	cfg.Logger = log
-	switch nf := o.nonceFile; nf {
-	case "none":
-	case "":
-		// The default place is a convenience: if it is unusable (no
-		// home, another user's cache), run with a fresh nonce and say so.
-		if nf = defaultNonceFile(src.String()); nf != "" {
-			if cfg.Nonce, err = loadNonce(nf); err != nil {
-				log.Warn("PCP nonce not kept: renewals after a restart may be refused until the binding expires", "err", err)
-				cfg.Nonce = nil
-			}
-		}
-	default:
-		if cfg.Nonce, err = loadNonce(nf); err != nil {
-			return err
-		}
+	if cfg.Nonce, err = o.failover.nonce(o.nonceFile, src.String(), log); err != nil {
+		return err
 	}
+	o.failover.apply(&cfg)
 	lan := &lanMux{}
 	bb, err := b4.New(cfg, lan, devlink.NewLink(access, log))
 	if err != nil {
