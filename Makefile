@@ -32,6 +32,8 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzServeConn -fuzztime=$(FUZZTIME) ./stack/socks5/
 	$(GO) test -run=NONE -fuzz=FuzzReassemble -fuzztime=$(FUZZTIME) ./stack/frag/
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./aftr/snabbconf/
+	$(GO) test -run=NONE -fuzz=FuzzFailoverFromAccess -fuzztime=$(FUZZTIME) ./b4/
+	$(GO) test -run=NONE -fuzz=FuzzNonceFile -fuzztime=$(FUZZTIME) ./cmd/lw4o6-b4/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
