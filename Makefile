@@ -37,6 +37,8 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzReplay -fuzztime=$(FUZZTIME) ./aftr/journal/
 	$(GO) test -run=NONE -fuzz=FuzzIsPCPRequest -fuzztime=$(FUZZTIME) ./internal/lab/
 	$(GO) test -run=NONE -fuzz=FuzzParseReply -fuzztime=$(FUZZTIME) ./b4/dhcp6/
+	$(GO) test -run=NONE -fuzz=FuzzFailoverFromAccess -fuzztime=$(FUZZTIME) ./b4/
+	$(GO) test -run=NONE -fuzz=FuzzNonceFile -fuzztime=$(FUZZTIME) ./cmd/lw4o6-b4/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -24,6 +24,7 @@ import (
 	"github.com/lw4o6/lw4o6/stack/counter"
 	"github.com/lw4o6/lw4o6/stack/frag"
 	"github.com/lw4o6/lw4o6/stack/netstack"
+	"github.com/lw4o6/lw4o6/stack/pcp"
 	"github.com/lw4o6/lw4o6/stack/portset"
 )
 
@@ -92,9 +93,13 @@ type B4 struct {
 	provisioned atomic.Bool
 	lost        chan string // reasons to provision again; buffered 1
 
+	client atomic.Pointer[pcp.Client] // while Run runs: takes ANNOUNCEs
+	group6 [16]byte                   // Config.AnnounceGroup; zero if none
+
 	mu        sync.Mutex
 	status    Status
 	extraSets []SetStatus   // the pool loop's added sets (pool.go)
+	poolLost  chan struct{} // lostBinding tells the pool loop; buffered 1
 	change    chan struct{} // closed and replaced on every status change
 }
 
@@ -108,20 +113,22 @@ func New(cfg Config, lan, access Link) (*B4, error) {
 		return nil, fmt.Errorf("%w: nil link", ErrConfig)
 	}
 	b := &B4{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		now:    cfg.Now,
-		addr6:  cfg.Addr.As16(),
-		aftr6:  cfg.AFTR.As16(),
-		gw4:    cfg.Gateway.As4(),
-		count:  counter.NewSet(counterNames...),
-		lan:    lan,
-		access: access,
-		lost:   make(chan string, 1),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		addr6:    cfg.Addr.As16(),
+		aftr6:    cfg.AFTR.As16(),
+		gw4:      cfg.Gateway.As4(),
+		count:    counter.NewSet(counterNames...),
+		lan:      lan,
+		access:   access,
+		lost:     make(chan string, 1),
+		poolLost: make(chan struct{}, 1),
 		// Bounded: fragments are rare and only the AFTR's count.
 		reasm:   frag.NewReassembler6(frag.Config{Now: cfg.Now}),
 		fragIDs: frag.RandomIDs(),
 		change:  make(chan struct{}),
+		group6:  announceGroup16(cfg.AnnounceGroup),
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
@@ -187,12 +194,17 @@ func (b *B4) setStatus(f func(*Status)) {
 }
 
 // lostBinding records that the AFTR no longer holds our binding: the port
-// set is dropped at once (its packets would only be dropped upstream) and the
-// provisioning loop is told to ask again.
+// set is out of use at once (its packets would only be dropped upstream) and
+// the provisioning loop is told to ask again. The NAT keeps its sessions:
+// the request suggests the same address and set, and what still fits the
+// set granted then survives (issue 11 item 3; nat.Table.SetExternal).
 func (b *B4) lostBinding(why string) {
 	if b.provisioned.Swap(false) {
-		b.nat.Clear()
 		b.lanDeprovisioned()
+		select {
+		case b.poolLost <- struct{}{}:
+		default:
+		}
 		b.count.Count(cReprovision, 0)
 		b.setStatus(func(s *Status) { s.Provisioned = false })
 		b.log.Warn("binding lost, provisioning again", "why", why)

@@ -124,14 +124,14 @@ func TestProvisionRequest(t *testing.T) {
 			}
 			r, s := e.provisioned()
 			checkMapRequest(t, r, e.b.cfg, anyIPv4, 0)
-			want := portset.Range{First: testFirst, Size: uint32(testSize)}
+			want := portset.Range{First: testFirst, Size: uint32(min(size, testSize))}
 			if s.PublicIPv4 != testPublic || s.Ports != want || s.Lifetime != time.Hour || s.Provisionings != 1 {
 				t.Errorf("status %+v: want %v, ports %v, lifetime 1h, 1 provisioning", s, testPublic, want)
 			}
 			if d := time.Until(s.Expires); d < 59*time.Minute || d > time.Hour {
 				t.Errorf("Expires in %v, want about 1h", d)
 			}
-			if addr, ports, ok := e.b.nat.External(); !ok || addr != testPublic || ports.Len() != int(testSize) || ports.Nth(0) != testFirst {
+			if addr, ports, ok := e.b.nat.External(); !ok || addr != testPublic || ports.Len() != int(want.Size) || ports.Nth(0) != testFirst {
 				t.Errorf("NAT external %v %v %v", addr, ports, ok)
 			}
 			if s.Counters["in-to-self-ipv4-packets"] != 1 {

@@ -59,6 +59,8 @@ type Config struct {
 	DisableLANPCP bool
 	// Static provisioning (no PCP): see static.go.
 	Static
+	// Failover and shutdown: see failover.go.
+	Failover
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives the B4's log; nil discards it.
@@ -114,6 +116,9 @@ func (c *Config) validate() error {
 	}
 	if c.TunnelMTU < 576 {
 		return fmt.Errorf("%w: TunnelMTU %d below 576", ErrConfig, c.TunnelMTU)
+	}
+	if err := c.Failover.validate(); err != nil {
+		return err
 	}
 	return c.Static.validate()
 }

@@ -34,6 +34,17 @@ const (
 	cPoolShrink       // added sets given back idle
 	cPoolRefused      // requests for one more set the AFTR refused
 	cPoolOtherAddress // sets granted on another address, given back
+	cDropICMPv6NotCurrent
+	cInAnnounce
+	cDropAnnounceSpoofed
+	cDropAnnounceNoClient
+	cGrantRefused
+	cDropDstThisNetwork
+	cDropDstLoopback
+	cDropDstLinkLocal
+	cDropDstSoftwire
+	cDropDstMulticast
+	cDropDstReserved
 )
 
 var counterNames = []string{
@@ -67,4 +78,15 @@ var counterNames = []string{
 	cPoolShrink:              "pool-shrink",
 	cPoolRefused:             "pool-refused",
 	cPoolOtherAddress:        "pool-drop-set-other-address",
+	cDropICMPv6NotCurrent:    "drop-icmpv6-not-current-binding",
+	cInAnnounce:              "in-pcp-announce",
+	cDropAnnounceSpoofed:     "drop-pcp-announce-spoofed",
+	cDropAnnounceNoClient:    "drop-pcp-announce-not-running",
+	cGrantRefused:            "pcp-grant-refused",
+	cDropDstThisNetwork:      "drop-dst-this-network-ipv4",
+	cDropDstLoopback:         "drop-dst-loopback-ipv4",
+	cDropDstLinkLocal:        "drop-dst-link-local-ipv4",
+	cDropDstSoftwire:         "drop-dst-softwire-ipv4",
+	cDropDstMulticast:        "drop-dst-multicast-ipv4",
+	cDropDstReserved:         "drop-dst-reserved-ipv4",
 }

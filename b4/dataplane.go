@@ -24,6 +24,14 @@ func (b *B4) FromLAN(pkt []byte) {
 	if b.toLANPCP(ip4) {
 		return // PCP or NAT-PMP to the gateway, answered even unprovisioned
 	}
+	// Issue 11 item 1, RFC 6890: nothing from the LAN goes into the
+	// softwire to a special-purpose destination. 192.0.0.0/29 above all:
+	// a LAN host's PCP to 192.0.0.1 would otherwise reach the AFTR's
+	// server as if the B4 had sent it, and could take the B4's binding.
+	if s := special4(ip4.Dst()); s != "" && !(s == "loopback" && b.cfg.AllowLoopback) {
+		b.count.Count(specialDrop[s], len(ip4))
+		return
+	}
 	if !b.provisioned.Load() {
 		b.count.Count(cDropNotProvisioned, len(ip4))
 		b.sendICMPv4ToLAN(packet.ICMPv4DstUnreachable, 0, ip4) // net unreachable: no IPv4 service yet
@@ -104,19 +112,30 @@ func (b *B4) FromAccess(pkt []byte) {
 		return
 	}
 	b.count.Count(cInIPv6, len(pkt))
-	if outer.Dst != b.addr6 {
+	// The AnnounceGroup carries the AFTR's restart ANNOUNCE and nothing
+	// else (RFC 6887 §14.1.3).
+	group := outer.Dst != b.addr6 && outer.Dst == b.group6 && b.group6[0] == 0xff
+	if outer.Dst != b.addr6 && !group {
 		b.count.Count(cDropWrongDstIPv6, len(pkt))
 		return
 	}
 	// RFC 7596 §5.1: the outer source MUST be the configured lwAFTR;
-	// the same check guards the ICMPv6 1/5 against forged errors.
+	// the same check guards the ICMPv6 1/5 and the ANNOUNCE against forgery.
 	if outer.Src != b.aftr6 {
+		if peekAnnounce(&outer) {
+			b.count.Count(cDropAnnounceSpoofed, len(pkt))
+			return
+		}
 		b.count.Count(cDropWrongSourceIPv6, len(pkt))
 		return
 	}
 	switch outer.NextHeader {
 	case packet.ProtoIPIP:
 	case packet.ProtoICMPv6:
+		if group {
+			b.count.Count(cDropWrongDstIPv6, len(pkt))
+			return
+		}
 		b.fromAFTRICMPv6(&outer)
 		return
 	default:
@@ -130,6 +149,15 @@ func (b *B4) FromAccess(pkt []byte) {
 	}
 	if ip4.TOS() != outer.TrafficClass { // RFC 6333 §7.1
 		ip4.SetTOS(outer.TrafficClass)
+	}
+	var u packet.UDP
+	if isAnnounce4(ip4, &u) {
+		b.announce(ip4, &u)
+		return
+	}
+	if group {
+		b.count.Count(cDropWrongDstIPv6, len(pkt))
+		return
 	}
 	if ip4.Dst() == addrB4 {
 		b.count.Count(cToSelf, len(ip4))
@@ -148,33 +176,6 @@ func (b *B4) FromAccess(pkt []byte) {
 	}
 	b.count.Count(cOutIPv4, len(ip4))
 	b.lan.Send(ip4)
-}
-
-// fromAFTRICMPv6 acts on ICMPv6 errors from the AFTR. Type 1 code 5 about a
-// packet this B4 sent means the AFTR holds no binding for it (RFC 7596 §5.1):
-// drop the port set, flush the NAT and ask again.
-func (b *B4) fromAFTRICMPv6(outer *packet.IPv6) {
-	var m packet.ICMPv6
-	if err := packet.ParseICMPv6(outer, &m); err != nil {
-		b.count.Count(cDropMalformedIPv6, len(outer.Packet))
-		return
-	}
-	if m.Type != packet.ICMPv6DstUnreachable || m.Code != packet.ICMPv6CodeSourcePolicy {
-		b.count.Count(cDropICMPv6Other, len(outer.Packet))
-		return
-	}
-	// The embedded packet must be one of ours: our source, to our AFTR.
-	// Anything else is not about our binding (or is forged).
-	inv := m.Body
-	if len(inv) < packet.IPv6HeaderLen || inv[0]>>4 != 6 ||
-		[16]byte(inv[8:24]) != b.addr6 || [16]byte(inv[24:40]) != b.aftr6 {
-		b.count.Count(cDropICMPv6Spoofed, len(outer.Packet))
-		return
-	}
-	b.count.Count(cInICMPv6Policy, len(outer.Packet))
-	if b.cfg.ReprovisionOnICMP {
-		b.lostBinding("ICMPv6 1/5 from AFTR")
-	}
 }
 
 // sendICMPv4ToLAN answers a LAN packet with an ICMPv4 error from the

@@ -42,7 +42,8 @@ type handler struct {
 	ip       netip.Addr
 	first    uint16
 	size     uint16
-	n        int // requests served
+	echo     bool // answer with the request's own address and PORT_SET
+	n        int  // requests served
 }
 
 func newHandler(lifetime uint32) *handler {
@@ -62,11 +63,24 @@ func (h *handler) Map(r *pcp.Request) pcp.Response {
 	if h.result != pcp.Success {
 		return pcp.Response{Result: h.result, Lifetime: h.lifetime}
 	}
+	if h.echo && r.PortSet != nil {
+		// A broken server: it grants what was asked, as it was asked.
+		return pcp.Response{
+			Lifetime:     h.lifetime,
+			ExternalIP:   r.Message.Map.ExternalIP,
+			ExternalPort: r.Message.Map.ExternalPort,
+			PortSet:      r.PortSet,
+		}
+	}
+	size := h.size
+	if r.PortSet != nil && r.PortSet.Size < size {
+		size = r.PortSet.Size // RFC 7753 §4.2: never more than asked
+	}
 	return pcp.Response{
 		Lifetime:     h.lifetime,
 		ExternalIP:   h.ip,
 		ExternalPort: h.first,
-		PortSet:      &pcp.PortSet{Size: h.size, FirstInternalPort: h.first},
+		PortSet:      &pcp.PortSet{Size: size, FirstInternalPort: h.first},
 	}
 }
 
@@ -309,8 +323,8 @@ func (e *env) stop() {
 				if err != nil {
 					e.t.Errorf("Run: %v", err)
 				}
-			case <-time.After(2 * time.Second):
-				e.t.Errorf("Run did not return within 2 s of cancel")
+			case <-time.After(5 * time.Second): // deleteWait included
+				e.t.Errorf("Run did not return within 5 s of cancel")
 				return // Close would race with Run
 			}
 		}

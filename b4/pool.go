@@ -75,6 +75,14 @@ func (b *B4) runPool(ctx context.Context, client *pcp.Client) {
 			return
 		case <-t.C:
 			p.tick(ctx)
+		case <-b.poolLost:
+			// The first set's binding was lost (ICMPv6 1/5): the AFTR
+			// most likely lost the added ones too. Renew them at once,
+			// suggesting the same sets (RFC 6887 §11.2.1), once the first
+			// set is back; the NAT kept what it held.
+			for _, s := range p.sets {
+				s.renewAt = time.Time{}
+			}
 		}
 	}
 }
@@ -172,7 +180,7 @@ func (p *pool) grow(ctx context.Context, addr netip.Addr, size, used, held int) 
 		b.log.Info("port pool: no additional set", "set", n, "used", used, "held", held, "err", err, "retry-in", wait)
 		return
 	}
-	set, err := mappedSet(m)
+	set, err := validateGrant(m, uint16(min(size, 65535)))
 	s := &extraSet{SetStatus: SetStatus{Number: n, IPv4: m.ExternalIP, Ports: set, Expires: m.Expiry()}, renewAt: m.RenewAt(nil)}
 	switch {
 	case err != nil:
@@ -206,7 +214,7 @@ func (p *pool) renew(ctx context.Context, s *extraSet, now time.Time) {
 	m, err := p.client.Map(rctx, p.request(s.Number, s.Ports.Len(), s.IPv4, s.Ports.First, p.lifetime()))
 	now = b.now()
 	if err == nil {
-		set, serr := mappedSet(m)
+		set, serr := validateGrant(m, uint16(min(s.Ports.Len(), 65535)))
 		if serr == nil && m.ExternalIP == s.IPv4 && set == s.Ports {
 			s.Expires, s.renewAt = m.Expiry(), m.RenewAt(nil)
 			b.log.Debug("port pool: set renewed", "set", s.Number, "ports", s.Ports)

@@ -210,20 +210,30 @@ func TestPoolRefusesOtherAddress(t *testing.T) {
 	}
 }
 
-// When the first set is lost (ICMPv6 1/5, lostBinding) the added sets go
-// with it.
+// When the first set is lost (ICMPv6 1/5, lostBinding) the B4 asks for it
+// again and renews its added sets at once, suggesting the same ones; the
+// NAT keeps what it held (issue 11 item 3).
 func TestPoolFollowsLostBinding(t *testing.T) {
 	p := newPoolEnv(t, 8, nil)
 	p.flows(60)
 	waitStatus(t, p.b, 5*time.Second, "a second set", func(s Status) bool { return len(s.Sets) == 2 })
+	before := p.sh.requests(2)
 	p.b.lostBinding("test")
-	waitFor(t, 5*time.Second, "added sets dropped", func() bool {
-		p.b.mu.Lock()
-		defer p.b.mu.Unlock()
-		return len(p.b.extraSets) == 0
-	})
-	s := waitStatus(t, p.b, 10*time.Second, "provisioned again", func(s Status) bool { return s.Provisioned })
-	if s.NAT.Ports != 64 {
-		t.Errorf("%d ports after re-provisioning, want the first set's 64", s.NAT.Ports)
+	waitFor(t, 5*time.Second, "set 2 renewed at once", func() bool { return p.sh.requests(2) > before })
+	s := waitStatus(t, p.b, 10*time.Second, "provisioned again", func(s Status) bool { return s.Provisioned && len(s.Sets) == 2 })
+	if s.NAT.Ports != 128 {
+		t.Errorf("%d ports after re-provisioning, want both sets' 128", s.NAT.Ports)
 	}
+}
+
+// requests counts the requests with a lifetime for set n.
+func (h *setsHandler) requests(n uint16) int {
+	asked, _, _ := h.snapshot()
+	c := 0
+	for _, a := range asked {
+		if a == n {
+			c++
+		}
+	}
+	return c
 }

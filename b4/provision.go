@@ -18,34 +18,8 @@ import (
 // again after an ICMPv6 1/5 (RFC 7596 §5.1), a failed Epoch check or an
 // ANNOUNCE (RFC 6887 §8.5, §14.1.3).
 func (b *B4) Run(ctx context.Context) error {
-	if b.cfg.StaticIPv4.IsValid() {
-		return b.runStatic(ctx)
-	}
-	b.setStatus(func(s *Status) { s.Provisioning = "pcp" })
-	conn, err := b.stack.DialUDP(netip.AddrPortFrom(netip.AddrFrom4(addrB4), 0), pcpServerAP)
-	if err != nil {
-		return fmt.Errorf("b4: PCP socket: %w", err)
-	}
-	renewNow := make(chan struct{}, 1)
-	client := pcp.NewClient(conn, pcp.ClientConfig{
-		ClientIP: netip.AddrFrom4(addrB4),
-		Nonce:    b.cfg.Nonce,
-		Clock:    clock{b.now},
-		Logger:   b.log,
-		// The server may have lost our mapping: renew at once with the
-		// old address and port as suggestions (RFC 6887 §16.3.1); the set
-		// stays in use meanwhile, as the AFTR most likely rebuilds it.
-		OnStateLoss: func() {
-			b.log.Info("PCP server state loss detected, renewing")
-			select {
-			case renewNow <- struct{}{}:
-			default:
-			}
-		},
-	})
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { client.Run(runCtx); close(done) }()
+	// runCtx outlives ctx by the delete Run sends as it ends.
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	// The NAT removes expired entries only when Expire is called (or a
 	// lookup or a full set meets them): sweep it, as nat.Table asks.
 	swept := make(chan struct{})
@@ -63,11 +37,53 @@ func (b *B4) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	// The LAN's port-mapping server serves from whatever set the B4
+	// holds, however it was provisioned.
 	lanDone := b.runLANPCP(runCtx)
+	if b.static() {
+		defer func() { stop(); <-swept; <-lanDone }()
+		return b.runStatic(ctx)
+	}
+	b.setStatus(func(s *Status) { s.Provisioning = "pcp" })
+	conn, err := b.stack.DialUDP(netip.AddrPortFrom(netip.AddrFrom4(addrB4), 0), pcpServerAP)
+	if err != nil {
+		stop()
+		<-swept
+		<-lanDone
+		return fmt.Errorf("b4: PCP socket: %w", err)
+	}
+	renewNow := make(chan struct{}, 1)
+	client := pcp.NewClient(conn, pcp.ClientConfig{
+		ClientIP: netip.AddrFrom4(addrB4),
+		Nonce:    b.cfg.Nonce,
+		Clock:    clock{b.now},
+		Logger:   b.log,
+		// The server may have lost our mapping: renew at once with the
+		// old address and port as suggestions (RFC 6887 §16.3.1); the set
+		// stays in use meanwhile, as the AFTR most likely rebuilds it.
+		// The client calls this for every response whose Epoch fails the
+		// check (§8.5) and, after its 0-5 s wait, for an ANNOUNCE that
+		// does (§14.1.3).
+		OnStateLoss: func() {
+			b.log.Info("PCP server state loss detected, renewing")
+			select {
+			case renewNow <- struct{}{}:
+			default:
+			}
+		},
+	})
+	done := make(chan struct{})
+	go func() { client.Run(runCtx); close(done) }()
+	b.client.Store(client)
 	// More sets on demand (pool.go, docs/port-sets.md).
 	pooled := make(chan struct{})
 	go func() { defer close(pooled); b.runPool(runCtx, client) }()
+	p := provisioner{b: b, client: client}
 	defer func() {
+		b.client.Store(nil)
+		if !b.cfg.KeepBinding {
+			p.release()
+		}
 		stop()
 		conn.Close()
 		<-done
@@ -76,13 +92,12 @@ func (b *B4) Run(ctx context.Context) error {
 		<-pooled
 	}()
 
-	p := provisioner{b: b, client: client}
 	for {
 		wait, err := p.step(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrBadGrant) {
 			b.log.Warn("provisioning failed", "err", err, "retry-in", wait)
 		}
 		t := time.NewTimer(wait)
@@ -131,6 +146,8 @@ type provisioner struct {
 	// losses counts bindings lost in quick succession, for back-off.
 	losses   int
 	lastLost time.Time
+	// refused counts grants refused in a row (validateGrant), for back-off.
+	refused int
 }
 
 // step sends one request (retransmitted until answered or the current set
@@ -179,29 +196,13 @@ func (p *provisioner) step(ctx context.Context) (time.Duration, error) {
 		}
 		return wait, err
 	}
-	set, err := mappedSet(m)
+	set, err := validateGrant(m, b.cfg.PortSetSize)
 	if err != nil {
-		return 30 * time.Second, err
+		return p.refuse(m, err), err
 	}
+	p.refused = 0
 	p.install(m, set)
 	return m.RenewAt(nil).Sub(b.now()), nil
-}
-
-// mappedSet turns a MAP response into the port set it assigns: PORT_SET
-// gives the size, the Assigned External Port its first port (RFC 7753 §4).
-func mappedSet(m *pcp.Mapping) (portset.Range, error) {
-	size := uint32(1)
-	if m.PortSet != nil {
-		size = uint32(m.PortSet.Size)
-	}
-	r, err := portset.NewRange(m.ExternalPort, size)
-	if err != nil {
-		return r, fmt.Errorf("b4: AFTR assigned an unusable port set: %w", err)
-	}
-	if !m.ExternalIP.Is4() {
-		return r, fmt.Errorf("b4: AFTR assigned %v, not an IPv4 address", m.ExternalIP)
-	}
-	return r, nil
 }
 
 func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
@@ -213,6 +214,8 @@ func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
 	// provisioned over a cleared NAT, which no later renewal of the same
 	// set would repair. SetExternal keeps the table for an unchanged set
 	// and flushes it for a changed one (RFC 7596 §5.1: MUST flush).
+	// SetExternal also keeps, for the same address, the sessions whose
+	// public port the new set still holds (issue 11 item 3).
 	fresh := !b.provisioned.Swap(true)
 	if err := b.nat.SetExternal(m.ExternalIP, set); err != nil {
 		b.provisioned.Store(false)
@@ -237,9 +240,12 @@ func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
 	}
 }
 
-// lost is told that the binding is gone; lostBinding already dropped the
-// set. Quick repeats back off exponentially with jitter so a B4 that the
-// AFTR keeps refusing does not hammer it.
+// lost is told that the binding is gone; lostBinding already took the set
+// out of use. The first re-request waits a random 0-250 ms, so that B4s
+// told at once (an AFTR restart answering everyone's traffic with 1/5) do
+// not all ask in the same instant; quick repeats back off exponentially
+// (1 s, 2 s, ... 64 s) with ±50 % jitter, so that a B4 the AFTR keeps
+// refusing does not hammer it.
 func (p *provisioner) lost(why string) time.Duration {
 	now := p.b.now()
 	if now.Sub(p.lastLost) < 30*time.Second {
@@ -248,11 +254,65 @@ func (p *provisioner) lost(why string) time.Duration {
 		p.losses = 0
 	}
 	p.lastLost = now
-	if p.losses > 0 {
-		d := time.Duration(1<<min(p.losses-1, 6)) * time.Second
-		d = time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
-		p.b.log.Info("backing off before provisioning again", "why", why, "wait", d)
-		return d
+	if p.losses == 0 {
+		return time.Duration(rand.Int64N(int64(firstLossJitter)))
 	}
-	return 0
+	d := jitter(time.Duration(1<<min(p.losses-1, 6)) * time.Second)
+	p.b.log.Info("backing off before provisioning again", "why", why, "wait", d)
+	return d
+}
+
+// firstLossJitter bounds the random wait before the first re-request.
+var firstLossJitter = 250 * time.Millisecond
+
+// jitter spreads d uniformly over [d/2, 3d/2).
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
+}
+
+// refuse handles a SUCCESS whose grant validateGrant refused: nothing is
+// installed (a held set stays in use until it expires, as after a refused
+// renewal), the refusal is logged and counted, and the next request waits
+// 2 s, 4 s, ... up to 5 min, jittered: a server that keeps answering
+// nonsense must not be asked in a loop.
+func (p *provisioner) refuse(m *pcp.Mapping, err error) time.Duration {
+	b := p.b
+	b.count.Count(cGrantRefused, 0)
+	p.refused++
+	wait := jitter(min(time.Duration(1)<<min(p.refused, 9)*time.Second, maxRefusedWait))
+	b.log.Warn("PCP grant refused, asking again later", "err", err, "ipv4", m.ExternalIP,
+		"port", m.ExternalPort, "lifetime", m.Lifetime, "retry-in", wait)
+	if b.provisioned.Load() {
+		wait = min(wait, max(p.expires.Sub(b.now()), 0))
+	}
+	return wait
+}
+
+// maxRefusedWait caps the back-off after refused grants.
+var maxRefusedWait = 5 * time.Minute
+
+// release deletes the binding as Run ends (MAP lifetime 0 with PORT_SET,
+// RFC 6887 §15.1, RFC 7753 §4.4), so that the AFTR frees the set now and
+// a B4 that comes back with another nonce is not refused for the rest of
+// the binding's lifetime (RFC 6887 §11.3). One transmission, bounded by
+// deleteWait; a B4 that never held a binding sends nothing.
+func (p *provisioner) release() {
+	b := p.b
+	if !p.last.IsValid() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deleteWait)
+	defer cancel()
+	_, err := p.client.Map(ctx, pcp.MapRequest{
+		Protocol: 0, InternalPort: 0, Lifetime: 0,
+		PortSet: &pcp.PortSet{Size: b.cfg.PortSetSize},
+	})
+	b.provisioned.Store(false)
+	b.setStatus(func(s *Status) { s.Provisioned = false })
+	if err != nil {
+		b.log.Warn("binding not deleted at the AFTR; it lapses at the end of its lifetime", "err", err, "ipv4", p.last, "ports", p.lastSet)
+		return
+	}
+	b.nat.Clear()
+	b.log.Info("binding deleted at the AFTR", "ipv4", p.last, "ports", p.lastSet)
 }

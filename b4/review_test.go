@@ -21,7 +21,7 @@ func TestReviewInstallAfterRacingLostBinding(t *testing.T) {
 		PortSet:  &pcp.PortSet{Size: testSize, FirstInternalPort: testFirst},
 		Lifetime: time.Hour, Received: e.b.now(),
 	}
-	set, err := mappedSet(m)
+	set, err := validateGrant(m, 65535)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func FuzzReviewDataPath(f *testing.F) {
 		PortSet:  &pcp.PortSet{Size: testSize, FirstInternalPort: testFirst},
 		Lifetime: time.Hour, Received: e.b.now(),
 	}
-	set, _ := mappedSet(m)
+	set, _ := validateGrant(m, 65535)
 	p.install(m, set)
 	f.Fuzz(func(t *testing.T, access bool, data []byte) {
 		if access {

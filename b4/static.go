@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/lw4o6/lw4o6/stack/portset"
 )
@@ -31,12 +30,11 @@ func (s *Static) validate() error {
 		}
 		return nil
 	}
-	a := s.StaticIPv4.Unmap()
-	if !a.Is4() || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() ||
-		netip.MustParsePrefix("192.0.0.0/29").Contains(a) || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		return fmt.Errorf("%w: StaticIPv4 %v is not a usable public IPv4 address", ErrConfig, s.StaticIPv4)
+	// Validated as a PCP grant is (validate.go).
+	if err := checkPublicIPv4(s.StaticIPv4); err != nil {
+		return fmt.Errorf("%w: StaticIPv4: %w", ErrConfig, err)
 	}
-	if _, err := portset.NewRange(s.StaticPorts.First, s.StaticPorts.Size); err != nil {
+	if _, err := checkSet(s.StaticPorts.First, s.StaticPorts.Size, 65535); err != nil {
 		return fmt.Errorf("%w: StaticPorts: %w", ErrConfig, err)
 	}
 	return nil
@@ -61,17 +59,6 @@ func (b *B4) runStatic(ctx context.Context) error {
 		s.Provisionings++
 	})
 	b.log.Info("provisioned statically", "from", src, "ipv4", ip, "ports", set)
-	// The NAT removes expired entries only when Expire is called: sweep
-	// it, as Run does under PCP.
-	t := time.NewTicker(natExpireEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			b.nat.Expire()
-			b.reasm.Expire()
-		}
-	}
+	<-ctx.Done() // Run sweeps the NAT meanwhile
+	return nil
 }

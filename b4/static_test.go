@@ -12,7 +12,7 @@ import (
 
 // A B4 with a static binding (as DHCPv6 S46 gives one) sends no PCP,
 // reports how it was provisioned, and NATs LAN traffic into the set.
-func TestStaticProvisioning(t *testing.T) {
+func TestStaticProvisioningS46Source(t *testing.T) {
 	set := portset.Range{First: 5120, Size: 1024}
 	e := newEnv(t, newHandler(120), func(c *Config) {
 		c.StaticIPv4, c.StaticPorts, c.StaticSource = testPublic, set, "dhcpv6"

@@ -328,7 +328,8 @@ type ForwardStatus struct {
 func (s *Server) Provisioned(ext netip.Addr, ports portset.Set) []ForwardStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.provisioned && ext == s.ext && samePorts(ports, s.ports) {
+	same := s.ext == ext && s.ports != nil && samePorts(ports, s.ports)
+	if s.provisioned && same {
 		return s.forwards
 	}
 	s.provisioned, s.ext, s.ports = true, ext, ports
@@ -344,6 +345,11 @@ func (s *Server) Provisioned(ext netip.Addr, ports portset.Set) []ForwardStatus 
 		}
 	}
 	s.forwards = s.installStatic(now)
+	if same {
+		// The same set back after a lost binding: the NAT kept what it
+		// held, so the clients' mappings stand and nothing is announced.
+		return s.forwards
+	}
 	s.pcp.ResetEpoch()
 	select {
 	case s.trigger <- struct{}{}:
@@ -385,8 +391,9 @@ func (s *Server) installStatic(now time.Time) []ForwardStatus {
 func (s *Server) Deprovisioned() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The records stay: the B4 asks for the same set again and the NAT
+	// keeps the mappings that fit what it gets (Provisioned sorts them).
 	s.provisioned = false
-	clear(s.recs)
 }
 
 // Mapping is one explicit mapping, for status.

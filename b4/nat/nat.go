@@ -59,8 +59,10 @@
 //     partial sums). The TTL is not touched.
 //   - Input is validated before any state changes: a malformed packet is a
 //     counted drop with a sentinel error, the packet is left as it was.
-//   - SetExternal with a different address or port set flushes every
-//     session and mapping, explicit ones included (RFC 7596 §5.1).
+//   - SetExternal with a different address flushes every session and
+//     mapping, explicit ones included (RFC 7596 §5.1); with the same
+//     address and another port set it removes those whose external port
+//     the new set does not hold and keeps the rest.
 //
 // Not done: ALGs (RFC 4787 REQ-10 wants them off anyway), the port reuse
 // hold-down of RFC 6888 REQ-8, per-host port quotas (RFC 6888 REQ-4; the
@@ -240,12 +242,33 @@ func (t *Table) SetExternal(addr netip.Addr, ports portset.Set) error {
 	if t.provisioned && t.ext == a && samePorts(t.ports, ports) {
 		return nil
 	}
-	t.flushLocked()
+	if t.provisioned && t.ext == a {
+		t.keepFittingLocked(ports)
+	} else {
+		t.flushLocked()
+	}
 	t.provisioned, t.ext, t.ports, t.nports = true, a, ports, ports.Len()
 	// The sets AddSet added go too: they were on the old address or
 	// beside the old first set (docs/port-sets.md).
 	t.sets = append(t.sets[:0], natSet{ports: ports, n: ports.Len()})
 	return nil
+}
+
+// keepFittingLocked removes the mappings (and their sessions) whose
+// external port the new set ports does not hold, explicit ones included.
+// RFC 7596 §5.1 wants the NAPT state flushed when the set changes; what
+// still fits the new set under the same address is as valid as before, and
+// keeping it lets flows survive an AFTR that gives (most of) the set back
+// after a restart (issue 11 item 3).
+func (t *Table) keepFittingLocked(ports portset.Set) {
+	for pi := range nProto {
+		for _, m := range t.byExt[pi] {
+			if !ports.Contains(m.ext) {
+				t.removeMapping(m)
+			}
+		}
+		t.lastReap[pi] = 0
+	}
 }
 
 func samePorts(a, b portset.Set) bool {

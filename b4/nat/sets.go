@@ -131,3 +131,10 @@ func (t *Table) setStats(s *Stats) {
 		s.Sets[i] = SetUsage{Ports: x.ports, Used: max(x.used[iTCP], x.used[iUDP], x.used[iICMP])}
 	}
 }
+
+// Holds reports whether port p is in one of the sets the table holds.
+func (t *Table) Holds(p uint16) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.provisioned && t.contains(p)
+}

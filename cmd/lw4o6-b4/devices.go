@@ -27,7 +27,11 @@ func openAccess(o *options, src, aftr netip.Addr, log *slog.Logger) (tun.Device,
 		return d, nil
 	default:
 		// The raw socket also receives the AFTR's ICMPv6 errors (1/5).
-		d, err := rawip6.Open(src, rawip6.WithICMPv6(), rawip6.WithMTU(o.mtu))
+		opts := []rawip6.Option{rawip6.WithICMPv6(), rawip6.WithMTU(o.mtu)}
+		if g := o.failover.announceGroup; g.IsValid() {
+			opts = append(opts, rawip6.WithGroup(g))
+		}
+		d, err := rawip6.Open(src, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("--underlay raw on %v (needs CAP_NET_RAW): %w", src, err)
 		}

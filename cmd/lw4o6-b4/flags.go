@@ -39,6 +39,7 @@ type options struct {
 	level        slog.Level
 	lan          lanOptions
 	dhcp         dhcpOptions // provisioning.go
+	failover     failoverFlags
 }
 
 const usage = `Usage: lw4o6-b4 [flags]
@@ -95,7 +96,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.growAt, "grow-at", 0.8, "ask for one more port set when mappings use this share of the ports held (0-1]")
 	fs.DurationVar(&o.shrinkAfter, "shrink-after", 3*time.Minute, "give back an added port set unused for this long")
 	fs.StringVar(&o.socks5, "socks5", "", "serve SOCKS5 (CONNECT, UDP ASSOCIATE) on `ADDR` as an unprivileged LAN front end")
-	fs.StringVar(&o.nonceFile, "nonce-file", "", "keep the PCP nonce in `FILE` so renewals after a restart are accepted (default: in the user cache directory; \"none\": a fresh nonce each start)")
+	fs.StringVar(&o.nonceFile, "nonce-file", "", "keep the PCP nonce in `FILE` so renewals after a restart are accepted (default: in --state-dir; \"none\": a fresh nonce each start)")
+	o.failover.register(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	lanFlags := addLANFlags(fs)
 	o.dhcp.register(fs)
@@ -179,6 +181,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	var err error
 	if o.lan, err = lanFlags.parse(o.tunAddr); err != nil {
+		return nil, err
+	}
+	if err := o.failover.check(); err != nil {
 		return nil, err
 	}
 	if err := o.dhcp.check(o); err != nil {

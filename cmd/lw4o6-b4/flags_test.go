@@ -42,6 +42,14 @@ func TestBadFlags(t *testing.T) {
 		{append(base, "--pcp-wait", "0s"), "--pcp-wait"},
 		{append(base, "--dhcpv6-server", "nowhere"), "--dhcpv6-server"},
 		{append(base, "--provision", "dhcpv6"), "--provision dhcpv6 needs the access link"},
+		{append(base, "--announce-group", "2001:db8::1"), "--announce-group"},
+		{append(base, "--ipv4", "192.0.2.1"), "--ipv4 and --port-set"},
+		{append(base, "--port-set", "4096-8191"), "--ipv4 and --port-set"},
+		{append(base, "--ipv4", "192.0.2.1", "--port-set", "8191-4096"), "--port-set"},
+		{append(base, "--ipv4", "192.0.2.1", "--port-set", "0-1023"), "port 0"},
+		{append(base, "--ipv4", "192.0.2.1", "--port-set", "4096-5000"), "aligned power-of-two"},
+		{append(base, "--ipv4", "192.0.0.2", "--port-set", "4096-8191"), "softwire"},
+		{append(base, "--ipv4", "2001:db8::1", "--port-set", "4096-8191"), "--ipv4"},
 		{[]string{"--bogus"}, "bogus"},
 	} {
 		var out, errb bytes.Buffer
@@ -95,5 +103,20 @@ func TestForwardAndLANFlags(t *testing.T) {
 	o, err = parseFlags([]string{"--aftr", "2001:db8::1", "--tun", "x", "--tun-addr", "198.18.1.1/30", "--lan-pcp", "none"}, &errb)
 	if err != nil || len(o.lan.addrs) != 0 || !o.lan.off {
 		t.Errorf("--lan-pcp none: %+v %v", o.lan, err)
+	}
+}
+
+// Static provisioning and the failover flags reach the options parsed.
+func TestFailoverFlags(t *testing.T) {
+	var errb bytes.Buffer
+	o, err := parseFlags([]string{"--aftr", "2001:db8::1", "--socks5", "127.0.0.1:1080", "--ipv4", "192.0.2.1",
+		"--port-set", "4096-8191", "--announce-group", "ff02::1", "--keep-binding", "--state-dir", "/tmp/x"}, &errb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := o.failover
+	if f.staticIPv4.String() != "192.0.2.1" || f.staticPorts.First != 4096 || f.staticPorts.Size != 4096 ||
+		f.announceGroup.String() != "ff02::1" || !f.keepBinding || f.stateDir != "/tmp/x" {
+		t.Fatalf("parsed %+v", f)
 	}
 }

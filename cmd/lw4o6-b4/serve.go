@@ -66,23 +66,11 @@ func serveB4(ctx context.Context, o *options, pl plan, stdout io.Writer, log *sl
 	cfg.MaxSets, cfg.GrowAt, cfg.ShrinkAfter = o.maxSets, o.growAt, o.shrinkAfter
 	cfg.Logger = log
 	o.lan.apply(&cfg)
-	cfg.Static = pl.static
-	switch nf := o.nonceFile; nf {
-	case "none":
-	case "":
-		// The default place is a convenience: if it is unusable (no
-		// home, another user's cache), run with a fresh nonce and say so.
-		if nf = defaultNonceFile(src.String()); nf != "" {
-			if cfg.Nonce, err = loadNonce(nf); err != nil {
-				log.Warn("PCP nonce not kept: renewals after a restart may be refused until the binding expires", "err", err)
-				cfg.Nonce = nil
-			}
-		}
-	default:
-		if cfg.Nonce, err = loadNonce(nf); err != nil {
-			return err
-		}
+	cfg.Static = pl.static // DHCPv6 S46; --ipv4/--port-set (failover.apply) win
+	if cfg.Nonce, err = o.failover.nonce(o.nonceFile, src.String(), log); err != nil {
+		return err
 	}
+	o.failover.apply(&cfg)
 	lan := &lanMux{}
 	bb, err := b4.New(cfg, lan, devlink.NewLink(access, log))
 	if err != nil {

@@ -19,4 +19,4 @@ sleep 0.5
 # The B4's IPv6 address is virtual on the UDP underlay: any documentation
 # address works; the AFTR learns its UDP endpoint from its datagrams.
 exec bin/lw4o6-b4 --aftr 2001:db8::1 --ipv6 2001:db8:b4::1 --underlay udp \
-  --underlay-peer 127.0.0.1:4666 --socks5 127.0.0.1:1080
+  --underlay-peer 127.0.0.1:4666 --socks5 127.0.0.1:1080 --allow-loopback

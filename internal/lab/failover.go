@@ -65,7 +65,7 @@ type FailoverConfig struct {
 	Interval time.Duration
 	// Setup bounds provisioning and the first traffic (60 s).
 	Setup time.Duration
-	// Warmup is the steady traffic before the stop (1 s); Downtime the
+	// Warmup is the steady traffic before the stop (5 s, see warmup); Downtime the
 	// time between the stop and the start of the new instance (1 s);
 	// RecoverWithin how long after the start a B4 may take to recover
 	// before it counts as never recovered (30 s); Hold the traffic kept
@@ -80,11 +80,19 @@ type FailoverConfig struct {
 	Logger  *slog.Logger
 }
 
+// warmup is the default steady traffic before the stop. It also makes the
+// old AFTR's uptime, and so its PCP Epoch, large enough for a B4 to tell a
+// restart from it: RFC 6887 §8.5 tolerates an Epoch that steps back by a
+// second or two, so an AFTR restarted within ~2 s of its own start (or of
+// the last response a B4 saw from it) is indistinguishable from the same
+// AFTR, and an ANNOUNCE from it moves no B4.
+const warmup = 5 * time.Second
+
 func (c *FailoverConfig) defaults() {
 	for _, d := range []struct {
 		v   *time.Duration
 		def time.Duration
-	}{{&c.Interval, 100 * time.Millisecond}, {&c.Setup, 60 * time.Second}, {&c.Warmup, time.Second},
+	}{{&c.Interval, 100 * time.Millisecond}, {&c.Setup, 60 * time.Second}, {&c.Warmup, warmup},
 		{&c.Downtime, time.Second}, {&c.RecoverWithin, 30 * time.Second}, {&c.Hold, time.Second}} {
 		if *d.v == 0 {
 			*d.v = d.def

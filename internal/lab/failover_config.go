@@ -68,7 +68,7 @@ func applyFailover(mode Failover, journalDir string, ac *aftr.Config, bc *b4.Con
 		// The B4 acts on a 1/5 when the AFTR sends one (its default).
 		bc.ReprovisionOnICMP = true
 		if announce {
-			// MERGE: bc.AnnounceGroup = AnnounceGroup (b4fail)
+			bc.AnnounceGroup = AnnounceGroup
 		}
 	}
 	return nil

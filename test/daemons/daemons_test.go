@@ -98,7 +98,8 @@ func TestUnprivilegedDaemons(t *testing.T) {
 		"--pool", "192.0.2.0/30", "--ports-per-b4", "4096", "--state-dir", stateDir(t))
 	daemon.WaitLine(t, aftrOut, "AFTR ")
 	b4Out := start(t, dir+"/lw4o6-b4", "--aftr", "2001:db8::1", "--ipv6", "2001:db8:b4::1", "--underlay", "udp",
-		"--underlay-peer", fmt.Sprintf("127.0.0.1:%d", under), "--socks5", fmt.Sprintf("127.0.0.1:%d", socks), "--nonce-file", "none")
+		"--underlay-peer", fmt.Sprintf("127.0.0.1:%d", under), "--socks5", fmt.Sprintf("127.0.0.1:%d", socks), "--nonce-file", "none",
+		"--allow-loopback") // the "Internet" servers are on loopback
 	line := daemon.WaitLine(t, b4Out, "provisioned:")
 	if !strings.Contains(line, "public IPv4 192.0.2.") {
 		t.Fatalf("B4 says %q", line)

@@ -147,7 +147,7 @@ func TestDaemonsDHCPv6(t *testing.T) {
 		socks := freePort(t, "tcp")
 		out := start(t, dir+"/lw4o6-b4", append([]string{"--underlay", "udp",
 			"--underlay-peer", fmt.Sprintf("127.0.0.1:%d", under), "--socks5", fmt.Sprintf("127.0.0.1:%d", socks),
-			"--nonce-file", "none"}, args...)...)
+			"--nonce-file", "none", "--allow-loopback"}, args...)...) // the "Internet" server is on loopback
 		return daemon.WaitLine(t, out, "provisioned:"), socks
 	}
 	lw := dopt(dhcp6.OptS46ContLW, dopt(dhcp6.OptS46BR, a16("2001:db8::1")),

@@ -65,6 +65,14 @@ type config struct {
 	icmpTypes    []uint8
 	kernelHeader bool
 	freeBind     bool
+	groups       []netip.Addr
+}
+
+// WithGroup also receives packets to the IPv6 multicast group g (joined on
+// the interface of the local address): an lwB4 listens there for its
+// AFTR's restart ANNOUNCE (RFC 6887 §14.1.3). Linux only.
+func WithGroup(g netip.Addr) Option {
+	return func(c *config) { c.groups = append(c.groups, g) }
 }
 
 // WithMTU sets the largest IPv6 packet the Device reports carrying (default

@@ -65,6 +65,10 @@ func (d *Device) open() error {
 			return fmt.Errorf("rawip6: IPV6_HDRINCL (try WithKernelHeader): %w", err)
 		}
 	}
+	if err := d.joinGroups(); err != nil {
+		d.data.f.Close()
+		return err
+	}
 	if len(d.cfg.icmpTypes) > 0 {
 		if d.icmp, err = d.socket(protoICMPv6); err != nil {
 			d.data.f.Close()
