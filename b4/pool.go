@@ -92,14 +92,9 @@ func (p *pool) tick(ctx context.Context) {
 	b := p.b
 	addr, first, ok := b.nat.External()
 	if !b.provisioned.Load() || !ok {
-		// The first set is gone (lostBinding cleared the NAT): so are the
-		// others here. The AFTR most likely lost them too; if not, they
-		// expire there, or the next growth renews them by number.
-		if len(p.sets) > 0 {
-			b.log.Info("port pool: dropping added sets with the first", "sets", len(p.sets))
-			p.sets = nil
-			p.publish()
-		}
+		// The first set is being asked for again (a lost binding): the
+		// added sets wait for it, and are renewed once it is back (they
+		// are released below if it comes back on another address).
 		return
 	}
 	now := b.now()

@@ -35,10 +35,13 @@ var (
 	ServerAddr = netip.MustParseAddr("198.51.100.10")
 )
 
-// B4Addr is the IPv6 address of B4 i (from 0).
+// B4Addr is the IPv6 address of B4 i (from 0): 2001:db8:b4:N::1 with N =
+// i+1, each B4 in its own /64 as each subscriber is on an access network,
+// so that the AFTR's per-prefix limits (ICMPv6 errors) treat them as the
+// separate subscribers they stand for.
 func B4Addr(i int) netip.Addr {
-	a := netip.MustParseAddr("2001:db8:b4::").As16()
-	a[14], a[15] = byte((i+1)>>8), byte(i+1)
+	a := netip.MustParseAddr("2001:db8:b4::1").As16()
+	a[6], a[7] = byte((i+1)>>8), byte(i+1)
 	return netip.AddrFrom16(a)
 }
 
