@@ -29,8 +29,9 @@ type Server struct {
 	uc  net.PacketConn
 	wg  sync.WaitGroup
 
-	mu   sync.Mutex
-	seen []Seen
+	mu    sync.Mutex
+	seen  []Seen
+	conns map[net.Conn]struct{} // open TCP connections, closed by Close
 }
 
 // Seen is one flow as the Internet host saw it.
@@ -74,10 +75,21 @@ func (s *Server) serveTCP() {
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		if s.conns == nil {
+			s.conns = make(map[net.Conn]struct{})
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer c.Close()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
 			var hdr [8]byte
 			if _, err := io.ReadFull(c, hdr[:]); err != nil {
 				return
@@ -129,6 +141,13 @@ func (s *Server) Seen() []Seen {
 func (s *Server) Close() {
 	s.ln.Close()
 	s.uc.Close()
+	// A transfer to a client that is gone (a failed test) would block its
+	// write, and Close, for ever.
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 	s.Host.Close()
 }
