@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/lw4o6/lw4o6/aftr"
 	"github.com/lw4o6/lw4o6/aftr/bindings"
@@ -41,6 +42,28 @@ func TestTCPFlowSurvivesReprovisioning(t *testing.T) {
 	if !w.AFTR.RemoveBinding(n.Addr) {
 		t.Fatal("no binding to remove")
 	}
+	// A receiver whose data stops sends nothing: keep the B4 busy with
+	// another flow (UDP to the echo service), so that its packets draw the
+	// 1/5. An idle B4 is ANNOUNCE's case.
+	u, err := n.Host.DialUDP(netip.AddrPort{}, netip.AddrPortFrom(ServerAddr, UDPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				u.Write([]byte("busy"))
+			}
+		}
+	}()
 	got, err := io.Copy(io.Discard, c)
 	if err != nil || got != total-1<<20 {
 		t.Fatalf("after the binding was removed: %d of %d octets, %v", got, total-1<<20, err)

@@ -116,8 +116,10 @@ func TestTrafficFromEveryLANHost(t *testing.T) {
 }
 
 // RFC 7596 §6.2: a packet from one B4 using another B4's address and port
-// is discarded, and the AFTR answers with ICMPv6 type 1 code 5, which the
-// sending B4 accepts (it is about its own packet) and acts on.
+// is discarded, and the AFTR answers with ICMPv6 type 1 code 5. The packet
+// was injected at the thief's port, not sent by its B4 under its binding
+// (the inner source is the victim's address), so the thief's B4 counts the
+// 1/5 and keeps its binding (issue 11 item 3).
 func TestAFTRDropsAnotherB4sPort(t *testing.T) {
 	w := newWorld(t, Config{B4s: 2, PortsPerB4: 4096})
 	victim, thief := w.Nodes[0].B4.Status(), w.Nodes[1]
@@ -128,8 +130,11 @@ func TestAFTRDropsAnotherB4sPort(t *testing.T) {
 	thief.port.Send(pkt)
 
 	waitFor(t, "ICMPv6 1/5 at the thief", func() bool {
-		return thief.B4.Status().Counters["in-icmpv6-no-binding-packets"] >= 1
+		return thief.B4.Status().Counters["drop-icmpv6-not-current-binding-packets"] >= 1
 	})
+	if st := thief.B4.Status(); !st.Provisioned || st.Counters["reprovision-packets"] != 0 {
+		t.Errorf("a 1/5 about a packet its B4 never sent cost the thief its binding: %+v", st)
+	}
 	after := w.AFTR.Counters()
 	if after["drop-no-source-softwire-ipv6-packets"] != before["drop-no-source-softwire-ipv6-packets"]+1 {
 		t.Errorf("drop-no-source-softwire-ipv6 went %d -> %d", before["drop-no-source-softwire-ipv6-packets"], after["drop-no-source-softwire-ipv6-packets"])

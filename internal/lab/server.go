@@ -36,6 +36,7 @@ type Server struct {
 	seen      []Seen
 	echoConns []net.Conn
 	closed    bool
+	conns     map[net.Conn]struct{} // open TCP transfers, closed by Close
 }
 
 // Seen is one flow as the Internet host saw it.
@@ -87,10 +88,21 @@ func (s *Server) serveTCP() {
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		if s.conns == nil {
+			s.conns = make(map[net.Conn]struct{})
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer c.Close()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
 			var hdr [8]byte
 			if _, err := io.ReadFull(c, hdr[:]); err != nil {
 				return
@@ -170,9 +182,14 @@ func (s *Server) Close() {
 	s.ln.Close()
 	s.eln.Close()
 	s.uc.Close()
+	// A transfer to a client that is gone (a failed test) would block its
+	// write, and Close, for ever.
 	s.mu.Lock()
 	s.closed = true
 	for _, c := range s.echoConns {
+		c.Close()
+	}
+	for c := range s.conns {
 		c.Close()
 	}
 	s.mu.Unlock()
