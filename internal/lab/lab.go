@@ -388,9 +388,15 @@ func (w *World) tap(dir string) error {
 // WaitProvisioned waits until every B4 holds a port set.
 func (w *World) WaitProvisioned(ctx context.Context) error {
 	for _, n := range w.Nodes {
-		for !n.B4.Status().Provisioned {
+		for {
+			// The channel before the status: a change between the two
+			// would otherwise be waited for in vain.
+			ch := n.B4.Changed()
+			if n.B4.Status().Provisioned {
+				break
+			}
 			select {
-			case <-n.B4.Changed():
+			case <-ch:
 			case <-ctx.Done():
 				return fmt.Errorf("lab: %v not provisioned: %w", n.Addr, ctx.Err())
 			}
