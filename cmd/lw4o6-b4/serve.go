@@ -115,6 +115,8 @@ func serveB4(ctx context.Context, o *options, pl plan, stdout io.Writer, log *sl
 	go func() { defer wg.Done(); devlink.Pump(access, bb.FromAccess, log) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); printStatus(ctx, bb, stdout) }()
+	stopStatus := statusOnSignal(bb, stdout)
+	defer stopStatus()
 
 	log.Info("B4 starting", "ipv6", src, "aftr", aftrAddr, "underlay", o.underlay, "provisioning", pl.how)
 	err = bb.Run(ctx)

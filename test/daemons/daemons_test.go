@@ -43,11 +43,18 @@ func freePort(t *testing.T, network string) int {
 
 // start runs a daemon, as nobody when the test runs as root.
 func start(t *testing.T, bin string, args ...string) <-chan string {
+	_, lines := startProc(t, bin, args...)
+	return lines
+}
+
+// startProc is start, with the process (to signal it).
+func startProc(t *testing.T, bin string, args ...string) (*os.Process, <-chan string) {
 	cmd := exec.Command(bin, args...)
 	if os.Geteuid() == 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	}
-	return daemon.Start(t, cmd)
+	lines := daemon.Start(t, cmd)
+	return cmd.Process, lines
 }
 
 // stateDir is a fresh directory for the AFTR's binding journal, owned by
@@ -97,7 +104,7 @@ func TestUnprivilegedDaemons(t *testing.T) {
 		"--underlay-listen", fmt.Sprintf("127.0.0.1:%d", under), "--ipv4-side", "host", "--egress-allow-loopback",
 		"--pool", "192.0.2.0/30", "--ports-per-b4", "4096", "--state-dir", stateDir(t))
 	daemon.WaitLine(t, aftrOut, "AFTR ")
-	b4Out := start(t, dir+"/lw4o6-b4", "--aftr", "2001:db8::1", "--ipv6", "2001:db8:b4::1", "--underlay", "udp",
+	b4Proc, b4Out := startProc(t, dir+"/lw4o6-b4", "--aftr", "2001:db8::1", "--ipv6", "2001:db8:b4::1", "--underlay", "udp",
 		"--underlay-peer", fmt.Sprintf("127.0.0.1:%d", under), "--socks5", fmt.Sprintf("127.0.0.1:%d", socks), "--nonce-file", "none",
 		"--allow-loopback") // the "Internet" servers are on loopback
 	line := daemon.WaitLine(t, b4Out, "provisioned:")
@@ -128,6 +135,19 @@ func TestUnprivilegedDaemons(t *testing.T) {
 	if err := socksUDPEcho(proxy, uc.LocalAddr().(*net.UDPAddr).AddrPort(), []byte("lw4o6 unprivileged udp")); err != nil {
 		t.Fatalf("UDP through the daemons: %v", err)
 	}
+
+	// SIGUSR1: the B4 prints its status (issue 8 item 6): provisioning,
+	// the pool's fill, its sets, the explicit mappings, the counters.
+	if err := b4Proc.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	daemon.WaitLine(t, b4Out, "status: provisioned (pcp) public IPv4 192.0.2.")
+	if l := daemon.WaitLine(t, b4Out, "pool: "); !strings.Contains(l, "tcp ") {
+		t.Errorf("pool line %q", l)
+	}
+	daemon.WaitLine(t, b4Out, "set 0: 192.0.2.")
+	daemon.WaitLine(t, b4Out, "mappings: 0 explicit")
+	daemon.WaitLine(t, b4Out, "counter: in-ipv4-packets ")
 }
 
 // socksConnect is a minimal RFC 1928 client: no authentication, CONNECT.
