@@ -13,10 +13,18 @@ go build -o bin/ ./cmd/lw4o6-aftr ./cmd/lw4o6-b4
 bin/lw4o6-aftr --ipv6 2001:db8::1 --underlay udp --underlay-listen 127.0.0.1:4666 \
   --ipv4-side host --egress-allow-loopback --pool 192.0.2.0/30 --ports-per-b4 4096 &
 aftr=$!
-trap 'kill $aftr 2>/dev/null' EXIT
+b4=""
+# Both daemons stop whenever this script does (an exec would lose the trap
+# and orphan the AFTR): the B4 first, so that its binding's delete reaches
+# the AFTR.
+trap '[ -n "$b4" ] && kill $b4 2>/dev/null && wait $b4; kill $aftr 2>/dev/null; wait' EXIT
+trap 'exit 130' INT TERM
 sleep 0.5
 
 # The B4's IPv6 address is virtual on the UDP underlay: any documentation
-# address works; the AFTR learns its UDP endpoint from its datagrams.
-exec bin/lw4o6-b4 --aftr 2001:db8::1 --ipv6 2001:db8:b4::1 --underlay udp \
-  --underlay-peer 127.0.0.1:4666 --socks5 127.0.0.1:1080 --allow-loopback
+# address works; the AFTR binds its UDP endpoint at its first PCP exchange.
+bin/lw4o6-b4 --aftr 2001:db8::1 --ipv6 2001:db8:b4::1 --underlay udp \
+  --underlay-peer 127.0.0.1:4666 --socks5 127.0.0.1:1080 --allow-loopback &
+b4=$!
+# Until either daemon ends (or a signal stops the script).
+wait -n $aftr $b4
