@@ -63,6 +63,7 @@ type AFTR struct {
 	limiter4 *rateLimiter
 	limiter6 *rateLimiter
 	perSrc6  *prefixLimiter // nil: no per-prefix limit
+	pcpLimit *pcpLimiter    // nil: no PCP rate limit (pcplimit.go)
 	ann      *announcer
 	reasm4   *frag.Reassembler4
 	reasm6   *frag.Reassembler6
@@ -122,6 +123,7 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 	case per > 0:
 		a.perSrc6 = newPrefixLimiter(per, a.now)
 	}
+	a.pcpLimit = newPCPLimiter(&cfg)
 	a.ann = newAnnouncer(a.now)
 	r4, r6 := cfg.Reassembly4, cfg.Reassembly6
 	r4.Now, r6.Now = a.now, a.now

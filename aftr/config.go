@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"time"
 
@@ -143,6 +144,15 @@ type Config struct {
 	// 0: a tenth of the ICMPv6 rate (at least 1); negative: no per-prefix
 	// limit.
 	ICMPv6RatePerPrefix int
+	// PCPRate caps the PCP requests from B4s the server handles per
+	// second, all B4s together, with a second's worth in store;
+	// PCPRatePerB4 those from the B4s of one /64, with PCPBurstPerB4 in
+	// store (0: 5 s worth). A request over either is dropped unanswered
+	// and counted; the B4 retransmits (RFC 6887 §8.1.1, §18.1;
+	// pcplimit.go). 0: no such limit. Provisioning systems are exempt.
+	PCPRate       int
+	PCPRatePerB4  float64
+	PCPBurstPerB4 int
 	// Filters are packet filters on both sides (Snabb's ingress and
 	// egress filters); nil filters pass everything.
 	Filters Filters
@@ -212,7 +222,14 @@ func DefaultConfig() Config {
 		ICMPv4ErrorMaxLen:      576,
 		ICMPv6ErrorMaxLen:      1280,
 		ICMPRate:               100,
-		Announce:               true,
+		// A B4's first MAP and its retransmissions, its extra port sets
+		// (MaxSetsPerB4) and the re-requests an ANNOUNCE draws fit 10 at
+		// once; renewals come at half a lifetime. 20 000/s lets every B4
+		// of a large AFTR re-request within a second after an ANNOUNCE.
+		PCPRate:       20000,
+		PCPRatePerB4:  2,
+		PCPBurstPerB4: 10,
+		Announce:      true,
 	}
 }
 
@@ -273,6 +290,9 @@ func (c *Config) validate() error {
 		if c.IPv4Addr.IsValid() && p.Contains(c.IPv4Addr) {
 			return fmt.Errorf("%w: the AFTR's own IPv4 address %v is inside pool %v, whose ports belong to B4s", ErrConfig, c.IPv4Addr, p)
 		}
+	}
+	if c.PCPRate < 0 || c.PCPBurstPerB4 < 0 || !(c.PCPRatePerB4 >= 0 && c.PCPRatePerB4 <= math.MaxInt32) {
+		return fmt.Errorf("%w: PCP rate %d, per B4 %v burst %d: want 0 (off) or more", ErrConfig, c.PCPRate, c.PCPRatePerB4, c.PCPBurstPerB4)
 	}
 	if c.MaxSetsPerB4 < 0 || c.MaxSetsPerB4 > bindings.MaxSet {
 		return fmt.Errorf("%w: MaxSetsPerB4 %d is not in [0, %d]", ErrConfig, c.MaxSetsPerB4, bindings.MaxSet)

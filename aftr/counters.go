@@ -98,6 +98,11 @@ const (
 	cDropPCPUnjournaled // a PCP answer withheld: its change could not be made durable
 
 	cPCPRefusedSetLimit // MAPs for a set past MaxSetsPerB4 (docs/port-sets.md)
+
+	// PCP request rate limits (pcplimit.go).
+	cDropPCPOverRateLimitB4     // over its /64's bucket
+	cDropPCPOverRateLimitGlobal // over the bucket of all B4s
+	cPCPRateTableFull           // no room for its /64's bucket: global limit only
 )
 
 var counterNames = []string{
@@ -184,4 +189,8 @@ var counterNames = []string{
 	cDropPCPUnjournaled: "drop-unjournaled-pcp",
 
 	cPCPRefusedSetLimit: "pcp-refused-set-limit",
+
+	cDropPCPOverRateLimitB4:     "drop-pcp-over-rate-limit-b4",
+	cDropPCPOverRateLimitGlobal: "drop-pcp-over-rate-limit-global",
+	cPCPRateTableFull:           "pcp-rate-limit-table-full",
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
 	"github.com/lw4o6/lw4o6/aftr/journal"
+	"github.com/lw4o6/lw4o6/stack/pcp"
 )
 
 // The binding journal (Config.StateDir): every change of a dynamic binding
@@ -89,6 +90,7 @@ func (a *AFTR) Close() error {
 type pcpCall struct {
 	b4          netip.Addr
 	unjournaled bool
+	granted     pcp.PortSet // the answer's PORT_SET (grantedSet)
 }
 
 // clientAddr is the IPv6 address of a PCP client identity.
@@ -158,14 +160,17 @@ func (a *AFTR) journalExpire(t time.Time) {
 // answerPCP sends a PCP answer to a B4: at once without a journal, else
 // from the journal's committer once every change appended before it —
 // the one this answer reports included — is durable. The data path never
-// waits for an fsync; out is the AFTR's own buffer.
-func (a *AFTR) answerPCP(out []byte) {
+// waits for an fsync; out is the AFTR's own buffer, in pb when pb is not
+// nil, which goes back to its pool once out is sent or dropped.
+func (a *AFTR) answerPCP(out []byte, pb *pcpBuf) {
 	if a.journal == nil {
 		a.count.Count(cOutPCP, len(out))
 		a.sendAccess(out)
+		pb.release()
 		return
 	}
 	err := a.journal.Barrier(func(err error) {
+		defer pb.release()
 		if err != nil {
 			a.count.Count(cDropPCPUnjournaled, len(out))
 			return
@@ -175,5 +180,6 @@ func (a *AFTR) answerPCP(out []byte) {
 	})
 	if err != nil {
 		a.count.Count(cDropPCPUnjournaled, len(out))
+		pb.release()
 	}
 }

@@ -1,8 +1,11 @@
 package aftr
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
@@ -60,9 +63,11 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 	now := a.now()
 	// RFC 6887 §11.3 Simple Threat Model: a request for an existing
 	// mapping with another nonce is refused for the mapping's remaining life.
-	if cur := a.table.ByB4(b4); len(cur) > 0 {
-		// A provisioning system manages whatever binding the B4 has.
-		if n, ok := a.nonces[b4]; ok && n != m.Nonce && !byProvisioner {
+	// A provisioning system manages whatever binding the B4 has. (The
+	// table is asked only on a nonce mismatch: the owner's renewal costs
+	// no copy of its bindings.)
+	if n, ok := a.nonces[b4]; ok && n != m.Nonce && !byProvisioner {
+		if cur := a.table.ByB4(b4); len(cur) > 0 {
 			// At least 1: 0 would become the 30-minute default (§7.4).
 			return pcp.Response{Result: pcp.NotAuthorized, Lifetime: max(remaining(cur[0], now), 1)}
 		}
@@ -114,7 +119,15 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 	// provisioning system installed), never the provisioning system's.
 	a.journalPut(r.Client, b, a.nonces[b4])
 	first, size := firstAndSize(b)
-	a.log.Info("binding", "b4", b4, "set", set, "ipv4", b.IPv4, "ports", size, "first", first, "expires", b.Expires)
+	// Granted as the B4 suggested it, as its renewals are (b4/provision.go):
+	// nothing changed for it, so at Debug; and only built when logged.
+	level := slog.LevelInfo
+	if req.SuggestedIPv4 == b.IPv4 && m.ExternalPort == first {
+		level = slog.LevelDebug
+	}
+	if ctx := context.Background(); a.log.Enabled(ctx, level) {
+		a.log.Log(ctx, level, "binding", "b4", b4, "set", set, "ipv4", b.IPv4, "ports", size, "first", first, "expires", b.Expires)
+	}
 	return pcp.Response{
 		Result:       pcp.Success,
 		Lifetime:     remaining(b, now),
@@ -122,7 +135,7 @@ func (h *pcpHandler) Map(r *pcp.Request) pcp.Response {
 		ExternalPort: first,
 		// The lwAFTR does not translate: internal ports are external ports
 		// (PROTOCOL.md §8 item 1).
-		PortSet: &pcp.PortSet{Size: uint16(min(size, math.MaxUint16)), FirstInternalPort: first},
+		PortSet: grantedSet(r.Client, pcp.PortSet{Size: uint16(min(size, math.MaxUint16)), FirstInternalPort: first}),
 	}
 }
 
@@ -169,19 +182,64 @@ func (a *AFTR) toSelf4(outer *packet.IPv6, ip4 packet.IPv4) {
 		a.count.Count(cDropPCPNotFromB4, len(ip4))
 		return
 	}
+	// Before any parsing (RFC 6887 §18.1, pcplimit.go).
+	if !a.pcpAllowed(&outer.Src, len(ip4)) {
+		return
+	}
 	a.count.Count(cInPCP, len(ip4))
-	call := &pcpCall{b4: outer.SrcAddr()}
-	resp := a.pcp.Handle(u.Data, ip4.SrcAddr(), call)
+	pb := pcpBufs.Get().(*pcpBuf)
+	pb.call = pcpCall{b4: outer.SrcAddr()}
+	resp := a.pcp.AppendHandle(pb.resp[:0], u.Data, ip4.SrcAddr(), &pb.call)
 	if resp == nil {
+		pb.release()
 		a.count.Count(cDropPCPMalformed, len(ip4))
 		return
 	}
-	if call.unjournaled {
+	pb.resp = resp[:0] // keep what it grew to
+	if pb.call.unjournaled {
+		pb.release()
 		a.count.Count(cDropPCPUnjournaled, len(ip4))
 		return
 	}
-	b := packet.AppendUDP4(nil, packet.IPv6HeaderLen, addrAFTR4, ip4.Src(), pcpServerPort, u.SrcPort, 64, resp)
+	b := packet.AppendUDP4(pb.pkt[:0], packet.IPv6HeaderLen, addrAFTR4, ip4.Src(), pcpServerPort, u.SrcPort, 64, resp)
+	pb.pkt = b[:0]
 	// From the address the B4 sent to: any of the AFTR's.
 	out := packet.Encapsulate(b, packet.IPv6HeaderLen, outer.Dst, outer.Src, a.cfg.HopLimit)
-	a.answerPCP(out)
+	a.answerPCP(out, pb)
+}
+
+// pcpBuf is what answering one softwire PCP request needs, pooled so that
+// the common request (a renewal) allocates nothing: the client identity
+// handed to the server core and the handler, and the buffers the answer
+// is built in. It goes back to the pool once the answer has left.
+type pcpBuf struct {
+	call pcpCall
+	resp []byte // the PCP answer
+	pkt  []byte // the answer in its softwire packet
+}
+
+var pcpBufs = sync.Pool{New: func() any {
+	return &pcpBuf{
+		resp: make([]byte, 0, pcp.MaxMessageLen),
+		pkt:  make([]byte, 0, packet.IPv6HeaderLen+packet.IPv4HeaderLen+packet.UDPHeaderLen+pcp.MaxMessageLen),
+	}
+}}
+
+func (pb *pcpBuf) release() {
+	if pb != nil {
+		pb.call = pcpCall{}
+		pcpBufs.Put(pb)
+	}
+}
+
+// grantedSet is the PortSet of a SUCCESS answer: in the request's pooled
+// pcpCall for a B4's request, so that answering allocates nothing.
+func grantedSet(client any, ps pcp.PortSet) *pcp.PortSet {
+	if c, ok := client.(*pcpCall); ok {
+		c.granted = ps
+		return &c.granted
+	}
+	p := new(pcp.PortSet) // only here: &ps would put every ps on the heap
+	*p = ps
+	return p
 }

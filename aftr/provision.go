@@ -106,7 +106,7 @@ func (a *AFTR) pcpOverIPv6(outer *packet.IPv6) {
 	}
 	// Sent once the journal has the change, without holding up the
 	// data path (answerPCP).
-	a.answerPCP(packet.UDP6(outer.Dst, outer.Src, pcpServerPort, u.SrcPort, a.cfg.HopLimit, resp))
+	a.answerPCP(packet.UDP6(outer.Dst, outer.Src, pcpServerPort, u.SrcPort, a.cfg.HopLimit, resp), nil)
 }
 
 // ServeProvisioning answers provisioning systems on conn (a host UDP

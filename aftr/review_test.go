@@ -15,7 +15,8 @@ import (
 // once a binding has expired (and left hold-down), its nonce protects
 // nothing (RFC 6887 §11.3 checks the nonce of an existing mapping only).
 func TestReviewNonceMapBounded(t *testing.T) {
-	r := newRig(t, func(c *Config) { c.PortsPerB4 = 512 })
+	// 200 B4s of one /64 at one instant: no per-B4 rate limit.
+	r := newRig(t, func(c *Config) { c.PortsPerB4, c.PCPRatePerB4 = 512, 0 })
 	const n = 200
 	for i := range n {
 		b4 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xee, 14: byte(i >> 8), 15: byte(i)})

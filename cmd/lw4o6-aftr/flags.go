@@ -42,6 +42,10 @@ type options struct {
 	announceGroup   netip.Addr
 	stateDir        string
 	maxSets         int
+	// PCP request rate limits (issue 11 item 6).
+	pcpRate       int
+	pcpRatePerB4  float64
+	pcpBurstPerB4 int
 	// changed records the flags given explicitly: they override what a
 	// --bindings file says.
 	changed map[string]bool
@@ -95,6 +99,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.quota, "quota-per-prefix", 16, "most PCP bindings for the B4 addresses of one subscriber prefix (0: no quota)")
 	fs.IntVar(&o.quotaLen, "quota-prefix-len", 56, "subscriber prefix length the quota counts by (a typical delegation: /56)")
 	fs.IntVar(&o.maxSets, "max-sets-per-b4", 4, "most port sets one B4 holds: its first and those it asks for under load (docs/port-sets.md); 1: one set per B4")
+	fs.IntVar(&o.pcpRate, "pcp-rate", 20000, "most PCP requests from B4s handled per second, all together; more are dropped unanswered, counted (0: no limit)")
+	fs.Float64Var(&o.pcpRatePerB4, "pcp-rate-per-b4", 2, "most PCP requests handled per second from the B4s of one /64 (0: no limit)")
+	fs.IntVar(&o.pcpBurstPerB4, "pcp-burst-per-b4", 10, "PCP requests one /64 may send at once within --pcp-rate-per-b4 (0: 5 s worth)")
 	fs.StringVar(&o.bindings, "bindings", "", "static bindings and interface settings from a Snabb lwAFTR softwire-config `FILE`, read as is (explicit flags override its settings)")
 	fs.StringVar(&o.profile, "profile", "rfc", "knob set: rfc (RFC-sound defaults) or snabb (behave as Snabb lwAFTR: hop limit 255, its TTL and ICMP choices, sequential fragment IDs)")
 	provisioners := fs.StringArray("provisioner", nil, "`PREFIX` of provisioning systems allowed to manage a named B4's binding with PCP THIRD_PARTY over plain UDP to port 5351 (repeatable; RFC 6887 §13.1: trusted networks only); others get no answer")
@@ -148,6 +155,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("--announce-group %q: want an IPv6 multicast group such as ff02::1", *announceGroup)
 		}
 		o.announceGroup = g
+	}
+	if o.pcpRate < 0 || o.pcpBurstPerB4 < 0 || !(o.pcpRatePerB4 >= 0 && o.pcpRatePerB4 <= 1e9) {
+		return nil, fmt.Errorf("--pcp-rate %d / --pcp-rate-per-b4 %v / --pcp-burst-per-b4 %d: want 0 (no limit) or more", o.pcpRate, o.pcpRatePerB4, o.pcpBurstPerB4)
 	}
 	if o.maxSets < 1 || o.maxSets > 1023 {
 		return nil, fmt.Errorf("--max-sets-per-b4 %d: want 1 to 1023", o.maxSets)

@@ -142,6 +142,7 @@ func buildConfig(o *options) (aftr.Config, error) {
 	cfg.Provisioners = o.provisioners
 	cfg.Announce, cfg.AnnounceGroup = o.announce, o.announceGroup
 	cfg.MaxSetsPerB4 = o.maxSets
+	cfg.PCPRate, cfg.PCPRatePerB4, cfg.PCPBurstPerB4 = o.pcpRate, o.pcpRatePerB4, o.pcpBurstPerB4
 	if o.bindings == "" || o.changed["icmp-on-fail"] {
 		cfg.ICMPv6OnBindingFailure = o.icmpOnFail
 	}

@@ -8,8 +8,9 @@ import (
 // check applies the option and opcode-field rules to a parsed request and
 // builds the Request for the handler. Options are processed in order
 // (RFC 6887 §7.3), so the first bad one decides the result.
-func (s *Server) check(m *Message, src netip.Addr, client any) (*Request, error) {
-	r := &Request{Message: m, Src: src, Client: client, InternalIP: src}
+func (s *Server) check(st *handleState, src netip.Addr, client any) (*Request, error) {
+	m, r := &st.m, &st.r
+	*r = Request{Message: m, Src: src, Client: client, InternalIP: src, Filters: st.filters[:0]}
 	isMap, isPeer := m.Opcode == OpMap, m.Opcode == OpPeer
 	var portSetSeen bool
 	for _, o := range m.Options {
@@ -60,7 +61,8 @@ func (s *Server) check(m *Message, src netip.Addr, client any) (*Request, error)
 				return nil, err
 			}
 			if p.Size > 1 { // RFC 7753 §4.2: size 1 is a plain MAP
-				r.PortSet = &p
+				st.portSet = p
+				r.PortSet = &st.portSet
 			}
 		case OptDescription:
 			if !isMap && !isPeer {
@@ -75,6 +77,9 @@ func (s *Server) check(m *Message, src netip.Addr, client any) (*Request, error)
 			}
 			// optional and unknown or unprocessed: ignored, not echoed
 		}
+	}
+	if len(r.Filters) == 0 {
+		r.Filters = nil
 	}
 	if portSetSeen && r.PreferFailure {
 		return nil, ErrPortSetPrefer // RFC 7753 §4.1, §4.2

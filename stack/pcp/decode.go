@@ -36,8 +36,27 @@ func Parse(b []byte) (*Message, error) {
 	case b[0] != Version:
 		return nil, fmt.Errorf("%w: %d", ErrVersion, b[0])
 	}
-	b = bytes.Clone(b) // slices of the Message point into this copy
-	m := &Message{
+	m := new(Message)
+	// The Message's slices point into this copy.
+	if err := decode(m, bytes.Clone(b), nil); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeStore is storage decode can fill instead of allocating: the
+// opcode data and the first options (Server.Handle pools it).
+type decodeStore struct {
+	md   MapData
+	pd   PeerData
+	opts [8]Option
+}
+
+// decode is Parse after its length and version checks, into m; m's slices
+// point into b. With st, the opcode data and options go into st (more
+// than its options still append).
+func decode(m *Message, b []byte, st *decodeStore) error {
+	*m = Message{
 		Version:  b[0],
 		Response: b[1]&0x80 != 0,
 		Opcode:   Opcode(b[1] & 0x7f),
@@ -52,50 +71,65 @@ func Parse(b []byte) (*Message, error) {
 	rest := b[HeaderLen:]
 	if !m.Opcode.Known() {
 		m.Payload = nonEmpty(rest)
-		return m, nil
+		return nil
 	}
 	lenient := m.Response && m.Result != Success
 	need := m.Opcode.dataLen()
 	if len(rest) < need {
 		if !lenient {
-			return nil, fmt.Errorf("%w: %v needs %d octets, has %d", ErrShortOpcode, m.Opcode, HeaderLen+need, len(b))
+			return fmt.Errorf("%w: %v needs %d octets, has %d", ErrShortOpcode, m.Opcode, HeaderLen+need, len(b))
 		}
 		m.Payload = nonEmpty(rest)
-		return m, nil
+		return nil
 	}
+	var opts []Option
 	if need > 0 {
-		m.Map = decodeMapData(rest)
+		if st != nil {
+			m.Map = &st.md
+		} else {
+			m.Map = new(MapData)
+		}
+		decodeMapData(m.Map, rest)
 	}
 	if m.Opcode == OpPeer {
-		m.Peer = &PeerData{
+		if st != nil {
+			m.Peer = &st.pd
+		} else {
+			m.Peer = new(PeerData)
+		}
+		*m.Peer = PeerData{
 			RemotePort: binary.BigEndian.Uint16(rest[36:]),
 			RemoteIP:   getAddr(rest[40:56]),
 		}
 	}
-	opts, tail, err := parseOptions(rest[need:], lenient)
-	if err != nil {
-		return nil, err
+	if st != nil {
+		opts = st.opts[:0]
 	}
-	m.Options = opts
+	opts, tail, err := parseOptions(opts, rest[need:], lenient)
+	if err != nil {
+		return err
+	}
+	if len(opts) > 0 {
+		m.Options = opts
+	}
 	m.Payload = nonEmpty(tail)
-	return m, nil
+	return nil
 }
 
-func decodeMapData(b []byte) *MapData {
-	d := &MapData{
+func decodeMapData(d *MapData, b []byte) {
+	*d = MapData{
 		Protocol:     b[12],
 		InternalPort: binary.BigEndian.Uint16(b[16:]),
 		ExternalPort: binary.BigEndian.Uint16(b[18:]),
 		ExternalIP:   getAddr(b[20:36]),
 	}
 	copy(d.Nonce[:], b[:12])
-	return d
 }
 
-// parseOptions walks the option list (RFC 6887 §7.3). When lenient, a
-// framing error ends the walk and the rest is returned as tail, and lengths
-// and repeats are not checked.
-func parseOptions(b []byte, lenient bool) (opts []Option, tail []byte, err error) {
+// parseOptions walks the option list (RFC 6887 §7.3), appending to opts.
+// When lenient, a framing error ends the walk and the rest is returned as
+// tail, and lengths and repeats are not checked.
+func parseOptions(opts []Option, b []byte, lenient bool) (_ []Option, tail []byte, err error) {
 	var seen [256]bool
 	for off := 0; off < len(b); {
 		if len(b)-off < 4 {

@@ -87,6 +87,12 @@ func FuzzServerHandle(f *testing.F) {
 				if !bytes.Equal(b, orig) {
 					t.Fatal("Handle modified the request")
 				}
+				// The pooled path answers the same (the Epoch may have
+				// ticked in between), after what dst holds.
+				if app := s.AppendHandle([]byte{1, 2, 3, 4}, b, src, "client"); (out == nil) != (app == nil) ||
+					out != nil && (!bytes.Equal(app[:4], []byte{1, 2, 3, 4}) || !sameButEpoch(app[4:], out)) {
+					t.Fatalf("AppendHandle %x, Handle %x", app, out)
+				}
 				if out == nil {
 					continue
 				}
@@ -106,4 +112,9 @@ func FuzzServerHandle(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sameButEpoch compares two responses but for their Epoch Time field.
+func sameButEpoch(a, b []byte) bool {
+	return len(a) == len(b) && len(a) >= HeaderLen && bytes.Equal(a[:8], b[:8]) && bytes.Equal(a[12:], b[12:])
 }

@@ -1,10 +1,12 @@
 package pcp
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -224,8 +226,35 @@ type fakeHandler struct {
 func (h *fakeHandler) Map(r *Request) Response {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.reqs = append(h.reqs, r)
+	h.reqs = append(h.reqs, cloneRequest(r))
 	return h.resp
+}
+
+// cloneRequest copies r deeply: the server reuses r once Map returns
+// (Handler).
+func cloneRequest(r *Request) *Request {
+	c := *r
+	m := *r.Message
+	if m.Map != nil {
+		md := *m.Map
+		m.Map = &md
+	}
+	if m.Peer != nil {
+		pd := *m.Peer
+		m.Peer = &pd
+	}
+	m.Options = nil
+	for _, o := range r.Message.Options {
+		m.Options = append(m.Options, Option{Code: o.Code, Data: bytes.Clone(o.Data)})
+	}
+	m.Payload = bytes.Clone(m.Payload)
+	c.Message = &m
+	if r.PortSet != nil {
+		ps := *r.PortSet
+		c.PortSet = &ps
+	}
+	c.Filters = slices.Clone(r.Filters)
+	return &c
 }
 
 func (h *fakeHandler) last() *Request {

@@ -164,10 +164,16 @@ func DescriptionOption(s string) Option { return Option{Code: OptDescription, Da
 // PortSetOption builds a PORT_SET option (RFC 7753 §4).
 func PortSetOption(p PortSet) Option {
 	b := make([]byte, portSetLen)
+	putPortSet(b, p)
+	return Option{Code: OptPortSet, Data: b}
+}
+
+// putPortSet writes p's option data into b (portSetLen octets).
+func putPortSet(b []byte, p PortSet) {
 	binary.BigEndian.PutUint16(b, p.Size)
 	binary.BigEndian.PutUint16(b[2:], p.FirstInternalPort)
+	b[4] = 0
 	if p.Parity {
 		b[4] = 1
 	}
-	return Option{Code: OptPortSet, Data: b}
 }

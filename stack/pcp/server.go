@@ -1,14 +1,19 @@
 package pcp
 
 import (
+	"context"
 	"encoding/binary"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 )
 
 // Handler serves the requests that passed every generic check of the
-// Server. Implementations must be safe for concurrent use.
+// Server. Implementations must be safe for concurrent use. The Request and
+// all it points to (its Message, the options' data, PortSet, Filters) are
+// valid only until the method returns: the Server reuses them, so copy
+// what you keep.
 type Handler interface {
 	// Map serves a MAP request (RFC 6887 §11.3, §15; RFC 7753 §4.2). On
 	// SUCCESS it returns the lifetime and the assigned external address and
@@ -141,6 +146,15 @@ func (s *Server) Announce() []byte {
 // The checks follow RFC 6887 §8.2 in order; the interface check (step 1)
 // and overload shedding are the caller's.
 func (s *Server) Handle(req []byte, src netip.Addr, client any) []byte {
+	return s.AppendHandle(nil, req, src, client)
+}
+
+// AppendHandle is Handle appending the response to dst, which it returns;
+// nil when the request must be dropped. A caller that keeps its buffers
+// answers a request without allocating: the decoded request lives in
+// pooled storage, its slices point into req, and the response is
+// encoded straight into dst.
+func (s *Server) AppendHandle(dst, req []byte, src netip.Addr, client any) []byte {
 	if len(req) < 2 || req[1]&0x80 != 0 {
 		return nil // §8.2: too short to hold R, or a response
 	}
@@ -149,7 +163,7 @@ func (s *Server) Handle(req []byte, src netip.Addr, client any) []byte {
 		// NAT-PMP; this reply is what Appendix A calls compatible: octet 1
 		// is 128+op and octets 2-3 read as NAT-PMP result 1 (Unsupported
 		// Version).
-		return s.refuse(req, src, UnsuppVersion, 0, false, ErrVersion)
+		return s.refuse(dst, req, src, UnsuppVersion, 0, false, ErrVersion)
 	}
 	if len(req) < HeaderLen {
 		return nil // §8.2: supported version but shorter than 24
@@ -157,26 +171,29 @@ func (s *Server) Handle(req []byte, src netip.Addr, client any) []byte {
 	op := Opcode(req[1] & 0x7f)
 	switch {
 	case len(req) > MaxMessageLen:
-		return s.refuse(req, src, MalformedRequest, 0, false, ErrTooLong)
+		return s.refuse(dst, req, src, MalformedRequest, 0, false, ErrTooLong)
 	case len(req)%4 != 0:
-		return s.refuse(req, src, MalformedRequest, 0, false, ErrNotAligned)
+		return s.refuse(dst, req, src, MalformedRequest, 0, false, ErrNotAligned)
 	case op.Known() && len(req) < HeaderLen+op.dataLen():
-		return s.refuse(req, src, MalformedRequest, 0, false, ErrShortOpcode)
+		return s.refuse(dst, req, src, MalformedRequest, 0, false, ErrShortOpcode)
 	}
-	m, perr := Parse(req)
+	st := handleStates.Get().(*handleState)
+	defer st.release()
+	m := &st.m
+	perr := decode(m, req, &st.dec) // Parse's own checks passed above
 	parsed := perr == nil && op.Known()
 	if getAddr(req[8:24]) != src.Unmap().WithZone("") {
-		return s.refuse(req, src, AddressMismatch, 0, parsed, ErrAddressMismatch)
+		return s.refuse(dst, req, src, AddressMismatch, 0, parsed, ErrAddressMismatch)
 	}
 	if !s.supports(op) {
-		return s.refuse(req, src, UnsuppOpcode, 0, false, ErrOpcode)
+		return s.refuse(dst, req, src, UnsuppOpcode, 0, false, ErrOpcode)
 	}
 	if perr != nil {
-		return s.refuse(req, src, ResultOf(perr), 0, false, perr)
+		return s.refuse(dst, req, src, ResultOf(perr), 0, false, perr)
 	}
-	r, err := s.check(m, src, client)
+	r, err := s.check(st, src, client)
 	if err != nil {
-		return s.refuse(req, src, ResultOf(err), 0, true, err)
+		return s.refuse(dst, req, src, ResultOf(err), 0, true, err)
 	}
 	var resp Response // ANNOUNCE: SUCCESS, lifetime 0 (§14.1.2)
 	switch op {
@@ -186,13 +203,36 @@ func (s *Server) Handle(req []byte, src netip.Addr, client any) []byte {
 		resp = s.cfg.Handler.(PeerHandler).Peer(r)
 	}
 	if resp.Result != Success {
-		return s.refuse(req, src, resp.Result, resp.Lifetime, true, nil)
+		return s.refuse(dst, req, src, resp.Result, resp.Lifetime, true, nil)
 	}
-	out, err := s.success(r, resp)
+	out, err := s.success(dst, st, resp)
 	if err != nil {
-		return s.refuse(req, src, MalformedRequest, 0, true, err)
+		return s.refuse(dst, req, src, MalformedRequest, 0, true, err)
 	}
 	return out
+}
+
+// handleState is what AppendHandle needs for one request: the decoded
+// request, the Request the handler sees, and the response being built.
+type handleState struct {
+	m       Message
+	dec     decodeStore
+	r       Request
+	portSet PortSet
+	filters [4]Filter
+	out     Message
+	outMap  MapData
+	outPeer PeerData
+	outOpts [8]Option
+	psData  [portSetLen]byte
+}
+
+var handleStates = sync.Pool{New: func() any { return new(handleState) }}
+
+// release clears st (it points into the caller's datagram) and pools it.
+func (st *handleState) release() {
+	*st = handleState{}
+	handleStates.Put(st)
 }
 
 func (s *Server) supports(op Opcode) bool {
@@ -213,13 +253,17 @@ func (s *Server) supports(op Opcode) bool {
 // header), with R, the result, Lifetime and Epoch set. Reserved is 0 when
 // the request parsed; otherwise it keeps the request's octets 12-23, the
 // last 96 bits of the Client IP field, as §7.2 asks.
-func (s *Server) refuse(req []byte, src netip.Addr, code ResultCode, lifetime uint32, parsed bool, why error) []byte {
+func (s *Server) refuse(dst, req []byte, src netip.Addr, code ResultCode, lifetime uint32, parsed bool, why error) []byte {
 	if lifetime == 0 {
 		lifetime = ErrorLifetime(code)
 	}
-	s.log.Debug("pcp: request refused", "src", src, "result", code, "lifetime", lifetime, "err", why)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("pcp: request refused", "src", src, "result", code, "lifetime", lifetime, "err", why)
+	}
 	n := min(len(req), MaxMessageLen)
-	out := make([]byte, max((n+3)&^3, HeaderLen))
+	start := len(dst)
+	dst = append(dst, make([]byte, max((n+3)&^3, HeaderLen))...)
+	out := dst[start:]
 	copy(out, req[:n])
 	out[0] = Version
 	out[1] |= 0x80
@@ -230,29 +274,30 @@ func (s *Server) refuse(req []byte, src netip.Addr, code ResultCode, lifetime ui
 	if parsed {
 		clear(out[12:HeaderLen])
 	}
-	return out
+	return dst
 }
 
-// success builds a success response (RFC 6887 §8.2): the header, the
-// opcode data with the fields the opcode copies (§11.3, §12.3), the
+// success appends a success response to dst (RFC 6887 §8.2): the header,
+// the opcode data with the fields the opcode copies (§11.3, §12.3), the
 // mandatory options the server validated, then the handler's options.
-func (s *Server) success(r *Request, resp Response) ([]byte, error) {
-	req := r.Message
-	out := &Message{Response: true, Opcode: req.Opcode, Lifetime: resp.Lifetime, Epoch: s.Epoch()}
+func (s *Server) success(dst []byte, st *handleState, resp Response) ([]byte, error) {
+	req := &st.m
+	out := &st.out
+	*out = Message{Response: true, Opcode: req.Opcode, Lifetime: resp.Lifetime, Epoch: s.Epoch(), Options: st.outOpts[:0]}
 	if req.Opcode == OpAnnounce {
 		out.Lifetime = 0 // §14.1.2
 	}
 	if req.Map != nil {
-		md := *req.Map
+		st.outMap = *req.Map
 		// §15.1: a delete's suggestions are ignored and copied back.
 		if !(req.Opcode == OpMap && req.Lifetime == 0) {
-			md.ExternalIP, md.ExternalPort = resp.ExternalIP, resp.ExternalPort
+			st.outMap.ExternalIP, st.outMap.ExternalPort = resp.ExternalIP, resp.ExternalPort
 		}
-		out.Map = &md
+		out.Map = &st.outMap
 	}
 	if req.Peer != nil {
-		pd := *req.Peer
-		out.Peer = &pd
+		st.outPeer = *req.Peer
+		out.Peer = &st.outPeer
 	}
 	for _, o := range req.Options {
 		if o.Code.Mandatory() {
@@ -260,10 +305,11 @@ func (s *Server) success(r *Request, resp Response) ([]byte, error) {
 		}
 	}
 	if req.Opcode == OpMap && resp.PortSet != nil && resp.PortSet.Size > 1 {
-		out.Options = append(out.Options, PortSetOption(*resp.PortSet))
+		putPortSet(st.psData[:], *resp.PortSet)
+		out.Options = append(out.Options, Option{Code: OptPortSet, Data: st.psData[:]})
 	}
 	out.Options = append(out.Options, resp.Options...)
-	b, err := Marshal(out)
+	b, err := AppendMessage(dst, out)
 	if err != nil {
 		return nil, ErrResponseTooLong // §7.3: SHOULD answer MALFORMED_REQUEST
 	}

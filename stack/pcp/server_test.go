@@ -356,3 +356,28 @@ func TestServerIdempotent(t *testing.T) {
 		t.Fatalf("RFC6887 §8: retransmission answered differently\n%x\n%x", a, b)
 	}
 }
+
+// AppendHandle appends to what dst holds and answers as Handle does, for
+// a success and for an error; the pooled request state of one call does
+// not show in the next (a request with options, then one without).
+func TestServerAppendHandle(t *testing.T) {
+	s := NewServer(ServerConfig{Handler: &fakeHandler{resp: okResp}})
+	withSet := mustMarshal(t, mapReq(7200, 0, 0, PortSetOption(PortSet{Size: 65535}), DescriptionOption("web")))
+	plain := mustMarshal(t, mapReq(7200, 6, 80))
+	bad := mustMarshal(t, mapReq(7200, 0, 80)) // protocol 0, port 80: MALFORMED_REQUEST
+	prefix := []byte("head")
+	for _, req := range [][]byte{withSet, plain, bad, withSet, plain} {
+		want := s.Handle(req, b4Addr, nil)
+		got := s.AppendHandle(append(make([]byte, 0, 8), prefix...), req, b4Addr, nil)
+		if !bytes.HasPrefix(got, prefix) || !bytes.Equal(got[len(prefix):], want) {
+			t.Fatalf("AppendHandle = %x\nwant head + %x", got, want)
+		}
+	}
+	m, err := Parse(s.Handle(plain, b4Addr, nil))
+	if err != nil || len(m.Options) != 0 || m.Result != Success {
+		t.Errorf("plain MAP after one with options: %+v, %v (options of an earlier request?)", m, err)
+	}
+	if s.AppendHandle([]byte("head"), []byte{2, 0x81, 0, 0}, b4Addr, nil) != nil {
+		t.Error("a response was answered")
+	}
+}
