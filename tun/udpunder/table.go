@@ -82,7 +82,7 @@ func (t *table) propose(addr [16]byte, id uint64, ep netip.AddrPort) {
 	t.claims[key] = claim{ep: ep, when: now}
 	// An address nobody has bound is reachable at once, as without
 	// WithBinding; a bound one keeps its endpoint until the answer.
-	if e, ok := t.m[addr]; !ok || !e.bound {
+	if e, ok := t.m[addr]; !ok || !e.bound || now.Sub(e.seen) >= t.expiry {
 		t.learnLocked(addr, ep, now)
 	}
 }
@@ -115,6 +115,13 @@ func (t *table) learn(addr [16]byte, ep netip.AddrPort) {
 }
 
 func (t *table) learnLocked(addr [16]byte, ep netip.AddrPort, now time.Time) {
+	if e, ok := t.m[addr]; ok && now.Sub(e.seen) >= t.expiry {
+		// Expired but not yet swept: gone, binding and all. Re-pointed in
+		// place, a bound entry would stay bound to whoever sent next and
+		// shut out the B4 until its next handshake.
+		delete(t.m, addr)
+		t.expired++
+	}
 	if e, ok := t.m[addr]; ok {
 		if e.ep != ep {
 			e.ep = ep
