@@ -168,18 +168,22 @@ func (t *table) sweep(now time.Time) {
 	}
 }
 
-// evictOldest removes the least recently seen entry. It scans the table,
-// which happens only when the table is full of live entries.
+// evictOldest removes the least recently seen entry that no handshake
+// bound, or the least recently seen of all when every entry is bound: else
+// a sender inventing source addresses could push a bound B4 out of a full
+// table and then learn its address afresh. It scans the table, which
+// happens only when the table is full of live entries.
 func (t *table) evictOldest() {
 	var oldest [16]byte
 	var when time.Time
-	first := true
+	found, foundBound := false, false
 	for k, e := range t.m {
-		if first || e.seen.Before(when) {
-			oldest, when, first = k, e.seen, false
+		// An unbound entry beats a bound one; then the older wins.
+		if !found || foundBound && !e.bound || foundBound == e.bound && e.seen.Before(when) {
+			oldest, when, found, foundBound = k, e.seen, true, e.bound
 		}
 	}
-	if !first {
+	if found {
 		delete(t.m, oldest)
 		t.evicted++
 	}

@@ -78,3 +78,26 @@ func TestTableExpiredBindingNotInherited(t *testing.T) {
 		t.Fatalf("endpoint %v, want the B4's %v", ep, b4)
 	}
 }
+
+// A full table makes room by pushing out the oldest entry no handshake
+// bound: a sender inventing source addresses cannot push a bound B4 out
+// and then take its address.
+func TestTableEvictsUnboundFirst(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	tb := newTable(2, time.Minute, func() time.Time { return now })
+	b4, x, y := [16]byte{0x20, 1, 0xd, 0xb8, 15: 1}, [16]byte{0x20, 1, 0xd, 0xb8, 15: 2}, [16]byte{0x20, 1, 0xd, 0xb8, 15: 3}
+	ep := netip.MustParseAddrPort("192.0.2.1:1000")
+	thief := netip.MustParseAddrPort("192.0.2.9:9000")
+	tb.propose(b4, 1, ep)
+	tb.settle(b4, 1, true) // bound, and the oldest entry
+	now = now.Add(time.Second)
+	tb.learnUnbound(x, thief)
+	now = now.Add(time.Second)
+	tb.learnUnbound(y, thief) // full: x goes, not the bound B4
+	if got, ok := tb.lookup(b4); !ok || got != ep {
+		t.Fatalf("the bound B4 was pushed out: %v, %v", got, ok)
+	}
+	if tb.learnUnbound(b4, thief) {
+		t.Fatal("the thief took the B4's address")
+	}
+}
