@@ -123,6 +123,10 @@ func serveB4(ctx context.Context, o *options, pl plan, stdout io.Writer, log *sl
 	wg.Add(1)
 	go func() { defer wg.Done(); printStatus(ctx, bb, stdout) }()
 
+	stopDump := dumpCountersOnSignal(func() map[string]uint64 {
+		return devlink.MergeCounters(bb.Status().Counters, accessStats, lanStats)
+	}, stdout)
+	defer stopDump()
 	log.Info("B4 starting", "ipv6", src, "aftr", aftrAddr, "underlay", o.underlay, "provisioning", pl.how)
 	err = bb.Run(ctx)
 	st := bb.Status()
