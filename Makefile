@@ -39,6 +39,11 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseReply -fuzztime=$(FUZZTIME) ./b4/dhcp6/
 	$(GO) test -run=NONE -fuzz=FuzzFailoverFromAccess -fuzztime=$(FUZZTIME) ./b4/
 	$(GO) test -run=NONE -fuzz=FuzzNonceFile -fuzztime=$(FUZZTIME) ./cmd/lw4o6-b4/
+	$(GO) test -run=NONE -fuzz=FuzzClientInput -fuzztime=$(FUZZTIME) ./stack/pcp/
+	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) ./stack/pcap/
+	$(GO) test -run=NONE -fuzz=FuzzServerBinding -fuzztime=$(FUZZTIME) ./tun/udpunder/
+	$(GO) test -run=NONE -fuzz=FuzzUnderlayPredicates -fuzztime=$(FUZZTIME) ./aftr/
+	$(GO) test -run=NONE -fuzz=FuzzApplySnabb -fuzztime=$(FUZZTIME) ./aftr/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

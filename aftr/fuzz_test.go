@@ -2,6 +2,7 @@ package aftr
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"testing"
 	"time"
@@ -46,31 +47,85 @@ func softwireRaw(b4 netip.Addr, data []byte) []byte {
 // IPv4 packet (a PCP reply parses) or a checksummed ICMPv6 message; on the
 // Internet link a valid IPv4 packet never from 192.0.0.0/29 and never to a
 // B4's address (RFC 7596 §6.2: that is hairpinned), and the AFTR's own
-// ICMPv4 errors checksummed.
+// ICMPv4 errors checksummed. And the AFTR never forwards to the Internet a
+// packet whose source is not bound to the B4 that sent it (RFC 7596 §5.1:
+// the outer source and the inner source address and port must match a
+// binding): whatever comes from the access side leaves from the sender's
+// IPv4 address and port set, or is the AFTR's own error; nothing from the
+// Internet goes back out but the AFTR's own errors.
 func FuzzFromAccess(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := fuzzRig(t)
-		r.a.FromAccess(bytes.Clone(data))
-		r.a.FromAccess(softwireRaw(tB4A, data))
-		r.a.FromInternet(bytes.Clone(data))
 		// Fragments (over AccessMTU) are checked once reassembled.
 		re := frag.NewReassembler6(frag.Config{})
-		for _, p := range r.access.take() {
-			if len(p) > r.cfg.AccessMTU {
-				t.Fatalf("access: %d octets over the MTU", len(p))
-			}
-			whole, err := re.Add(p)
-			if err != nil {
-				t.Fatalf("access: fragment: %v", err)
-			}
-			if whole != nil {
-				checkAccessOut(t, r, whole)
-			}
+		var raw packet.IPv6
+		rawSrc := netip.Addr{} // the sender of data as a packet, if it is one
+		if packet.ParseIPv6(data, &raw) == nil {
+			rawSrc = raw.SrcAddr()
 		}
-		for _, p := range r.internet.take() {
-			checkInternetOut(t, r, p)
+		for _, in := range []struct {
+			send   func([]byte)
+			pkt    []byte
+			sender netip.Addr // the B4 whose traffic it is; zero: the Internet
+		}{
+			{r.a.FromAccess, bytes.Clone(data), rawSrc},
+			{r.a.FromAccess, softwireRaw(tB4A, data), tB4A},
+			{r.a.FromInternet, bytes.Clone(data), netip.Addr{}},
+		} {
+			in.send(in.pkt)
+			for _, p := range r.access.take() {
+				if len(p) > r.cfg.AccessMTU {
+					t.Fatalf("access: %d octets over the MTU", len(p))
+				}
+				whole, err := re.Add(p)
+				if err != nil {
+					t.Fatalf("access: fragment: %v", err)
+				}
+				if whole != nil {
+					checkAccessOut(t, r, whole)
+				}
+			}
+			for _, p := range r.internet.take() {
+				checkInternetOut(t, r, p)
+				checkBoundSource(t, r, p, in.sender)
+			}
 		}
 	})
+}
+
+// checkBoundSource fails unless p, sent to the Internet on sender's
+// behalf, leaves from one of sender's bindings: its address, and for TCP,
+// UDP and ICMP echo (RFC 7596 §8.1) a port or identifier of its set; or
+// unless it is the AFTR's own ICMPv4 error.
+func checkBoundSource(t *testing.T, r *rig, p []byte, sender netip.Addr) {
+	t.Helper()
+	ip4 := packet.IPv4(p)
+	if ip4.SrcAddr() == tSelf4 {
+		return // the AFTR's own (checkInternetOut checked it)
+	}
+	if !sender.IsValid() {
+		t.Fatalf("internet: a packet from %v forwarded from the Internet side", ip4.SrcAddr())
+	}
+	var port uint16
+	hasPort := false
+	if l4 := ip4.Payload(); ip4.FragOffset() == 0 {
+		switch ip4.Protocol() {
+		case packet.ProtoTCP, packet.ProtoUDP:
+			if len(l4) >= 2 {
+				port, hasPort = binary.BigEndian.Uint16(l4), true
+			}
+		case packet.ProtoICMP:
+			if len(l4) >= 6 && (l4[0] == packet.ICMPv4EchoRequest || l4[0] == packet.ICMPv4EchoReply) {
+				port, hasPort = binary.BigEndian.Uint16(l4[4:]), true
+			}
+		}
+	}
+	for _, b := range r.a.Bindings() {
+		if b.B4 == sender && b.IPv4 == ip4.SrcAddr() && (!hasPort || b.Ports().Contains(port)) {
+			return
+		}
+	}
+	t.Fatalf("internet: %v port %d (checked %v) left for B4 %v, which holds no such binding: % x", ip4.SrcAddr(), port, hasPort, sender, p)
 }
 
 func checkAccessOut(t *testing.T, r *rig, p []byte) {

@@ -16,7 +16,7 @@ import (
 // UnderlayClaim reports whether pkt, a softwire packet from a B4, carries a
 // PCP MAP request to 192.0.0.1:5351, and its nonce as an id.
 func UnderlayClaim(pkt []byte) (id uint64, ok bool) {
-	u, ok := softwireUDP(pkt)
+	u, ok := softwireUDP(pkt, true)
 	if !ok || u.DstPort != pcpServerPort {
 		return 0, false
 	}
@@ -27,7 +27,7 @@ func UnderlayClaim(pkt []byte) (id uint64, ok bool) {
 // PCP MAP answer from 192.0.0.1:5351, its nonce as an id, and whether it
 // grants the mapping (SUCCESS).
 func UnderlayAnswer(pkt []byte) (id uint64, isAnswer, granted bool) {
-	u, ok := softwireUDP(pkt)
+	u, ok := softwireUDP(pkt, false)
 	if !ok || u.SrcPort != pcpServerPort {
 		return 0, false, false
 	}
@@ -35,13 +35,17 @@ func UnderlayAnswer(pkt []byte) (id uint64, isAnswer, granted bool) {
 	return id, ok, ok && u.Data[3] == byte(pcp.Success)
 }
 
-// softwireUDP is the UDP datagram inside a softwire packet to or from the
-// AFTR's 192.0.0.1.
-func softwireUDP(pkt []byte) (packet.UDP, bool) {
+// softwireUDP is the UDP datagram inside a softwire packet to the AFTR's
+// 192.0.0.1 (toAFTR) or from it. A request must be to it and an answer
+// from it: a B4's packet from 192.0.0.1 to elsewhere is no claim.
+func softwireUDP(pkt []byte, toAFTR bool) (packet.UDP, bool) {
 	var outer packet.IPv6
 	var u packet.UDP
 	ip4, err := packet.Decapsulate(pkt, &outer)
-	if err != nil || (ip4.Dst() != addrAFTR4 && ip4.Src() != addrAFTR4) || packet.ParseUDP4(ip4, &u) != nil {
+	if err != nil {
+		return u, false
+	}
+	if toAFTR && ip4.Dst() != addrAFTR4 || !toAFTR && ip4.Src() != addrAFTR4 || packet.ParseUDP4(ip4, &u) != nil {
 		return u, false
 	}
 	return u, true

@@ -11,8 +11,11 @@ import (
 	"github.com/lw4o6/lw4o6/tun/wgtun"
 )
 
-// openAccess opens the access side toward the B4s.
-func openAccess(o *options, log *slog.Logger) (tun.Device, error) {
+// openAccess opens the access side toward the B4s; tests give serve a
+// device of their own through it.
+var openAccess = openAccessDevice
+
+func openAccessDevice(o *options, log *slog.Logger) (tun.Device, error) {
 	switch o.underlay {
 	case "udp":
 		// The AFTR learns each B4's UDP endpoint from its datagrams, and

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,15 +24,22 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	if err != nil {
 		return err
 	}
+	// A device pump that fails stops the daemon (fail's cause is the
+	// error serve returns), rather than leaving it up with no data path.
+	// ctx ends before the devices close, so that their pumps know the
+	// close for a shutdown.
+	ctx, fail := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	var closers []func()
 	defer func() {
+		fail(nil)
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 		wg.Wait()
 	}()
 	closers = append(closers, func() { access.Close() })
+	devs := &deviceStats{access: devlink.NewStats("access")}
 
 	cfg, err := buildConfig(o)
 	if err != nil {
@@ -78,17 +88,18 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 				return err
 			}
 		}
-		internet = devlink.NewLink(dev, log)
+		devs.internet = devlink.NewStats("internet")
+		internet = devs.internet.NewLink(dev, log)
 		wg.Add(1)
-		go func() { defer wg.Done(); devlink.Pump(dev, fromInternet, log) }()
+		go func() { defer wg.Done(); devs.internet.Run(ctx, fail, dev, fromInternet, log) }()
 	}
-	a, err = aftr.New(cfg, devlink.NewLink(access, log), internet)
+	a, err = aftr.New(cfg, devs.access.NewLink(access, log), internet)
 	close(ready)
 	if err != nil {
 		return err
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); devlink.Pump(access, a.FromAccess, log) }()
+	go func() { defer wg.Done(); devs.access.Run(ctx, fail, access, a.FromAccess, log) }()
 	if o.provisionListen != "" {
 		pc, err := net.ListenPacket("udp", o.provisionListen)
 		if err != nil {
@@ -104,7 +115,7 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 		}()
 		log.Info("answering provisioning systems", "listen", pc.LocalAddr(), "provisioners", o.provisioners)
 	}
-	stopDump := dumpCountersOnSignal(a, stdout)
+	stopDump := dumpCountersOnSignal(counterSource{a, devs}, stdout)
 	defer stopDump()
 	fmt.Fprintf(stdout, "AFTR %v serving PCP at 192.0.0.1:5351 through the softwires; pools %v, %d ports per B4\n", cfg.Addr, cfg.Pools, cfg.PortsPerB4)
 	log.Info("AFTR starting", "ipv6", cfg.Addr, "underlay", o.underlay, "ipv4-side", o.ipv4Side)
@@ -112,8 +123,38 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	if cerr := a.Close(); cerr != nil {
 		log.Error("closing the binding journal", "err", cerr)
 	}
-	logCounters(a, log)
+	logCounters(counterSource{a, devs}, log)
+	// A device that failed is why serving ended, whatever Run says.
+	if cause := context.Cause(ctx); errors.As(cause, new(*devlink.DeviceError)) {
+		err = cause
+	}
 	return err
+}
+
+// deviceStats are the daemon's devices' error counters; internet is nil
+// with --ipv4-side host.
+type deviceStats struct{ access, internet *devlink.Stats }
+
+// counterSource is what the counters output shows: the AFTR's counters
+// and its devices' error counters.
+type counterSource struct {
+	a    *aftr.AFTR
+	devs *deviceStats
+}
+
+func (c counterSource) Counters() map[string]uint64 {
+	return devlink.MergeCounters(c.a.Counters(), c.devs.access, c.devs.internet)
+}
+
+// writeCounters prints m, one "name value" line each, sorted by name, as
+// aftr.WriteCounters does.
+func writeCounters(w io.Writer, m map[string]uint64) error {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if _, err := fmt.Fprintf(w, "%s %d\n", k, m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // egressLink hands the AFTR's Internet-bound packets to the host egress.
@@ -158,7 +199,7 @@ func buildConfig(o *options) (aftr.Config, error) {
 	return cfg, nil
 }
 
-func logCounters(a *aftr.AFTR, log *slog.Logger) {
+func logCounters(a counterSource, log *slog.Logger) {
 	args := []any{}
 	for k, v := range a.Counters() {
 		args = append(args, k, v)

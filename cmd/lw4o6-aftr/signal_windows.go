@@ -1,10 +1,6 @@
 package main
 
-import (
-	"io"
-
-	"github.com/lw4o6/lw4o6/aftr"
-)
+import "io"
 
 // dumpCountersOnSignal: Windows has no SIGUSR1; counters are logged at exit.
-func dumpCountersOnSignal(*aftr.AFTR, io.Writer) (stop func()) { return func() {} }
+func dumpCountersOnSignal(counterSource, io.Writer) (stop func()) { return func() {} }

@@ -12,8 +12,11 @@ import (
 	"github.com/lw4o6/lw4o6/tun/wgtun"
 )
 
-// openAccess opens the access side: IPv4-in-IPv6 to and from the AFTR.
-func openAccess(o *options, src, aftr netip.Addr, log *slog.Logger) (tun.Device, error) {
+// openAccess opens the access side: IPv4-in-IPv6 to and from the AFTR;
+// tests give serve a device of their own through it.
+var openAccess = openAccessDevice
+
+func openAccessDevice(o *options, src, aftr netip.Addr, log *slog.Logger) (tun.Device, error) {
 	switch o.underlay {
 	case "udp":
 		local := o.listen

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,19 +41,24 @@ func serveB4(ctx context.Context, o *options, pl plan, stdout io.Writer, log *sl
 	if err != nil {
 		return err
 	}
+	// printStatus returns on ctx: end it too when serve returns on an error
+	// (bb.Run's), or wg.Wait never returns. A device pump that fails ends
+	// it with its error as the cause, which serveB4 returns: the daemon
+	// stops rather than running on with no data path. It ends before the
+	// devices close, so that their pumps know the close for a shutdown.
+	ctx, fail := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	var closers []func()
 	defer func() {
+		fail(nil)
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 		wg.Wait()
 	}()
 	closers = append(closers, func() { access.Close() })
-	// printStatus returns on ctx: end it too when serve returns on an error
-	// (bb.Run's), or wg.Wait never returns.
-	ctx, cancel := context.WithCancel(ctx)
-	closers = append(closers, cancel)
+	accessStats := devlink.NewStats("access")
+	var lanStats *devlink.Stats // with --tun
 
 	cfg := b4.DefaultConfig()
 	cfg.Addr, cfg.AFTR = src, aftrAddr
@@ -72,7 +78,7 @@ func serveB4(ctx context.Context, o *options, pl plan, stdout io.Writer, log *sl
 	}
 	o.failover.apply(&cfg)
 	lan := &lanMux{}
-	bb, err := b4.New(cfg, lan, devlink.NewLink(access, log))
+	bb, err := b4.New(cfg, lan, accessStats.NewLink(access, log))
 	if err != nil {
 		return err
 	}
@@ -87,14 +93,15 @@ func serveB4(ctx context.Context, o *options, pl plan, stdout io.Writer, log *sl
 			return err
 		}
 		closers = append(closers, func() { dev.Close() })
+		lanStats = devlink.NewStats("lan")
 		if o.tunSetup {
 			if err := ifsetup.Up(ifsetup.Config{Name: dev.Name(), Addr: o.tunAddr, MTU: int(cfg.TunnelMTU), DefaultRoute: o.defaultRoute}); err != nil {
 				return err
 			}
 		}
-		lan.setTUN(devlink.NewLink(dev, log))
+		lan.setTUN(lanStats.NewLink(dev, log))
 		wg.Add(1)
-		go func() { defer wg.Done(); devlink.Pump(dev, bb.FromLAN, log) }()
+		go func() { defer wg.Done(); lanStats.Run(ctx, fail, dev, bb.FromLAN, log) }()
 		log.Info("LAN TUN ready", "dev", dev.Name(), "mtu", cfg.TunnelMTU)
 	}
 	if srv := bb.LANPCP(); srv != nil && !o.lan.off && len(o.lan.addrs) > 0 {
@@ -112,21 +119,28 @@ func serveB4(ctx context.Context, o *options, pl plan, stdout io.Writer, log *sl
 		closers = append(closers, stop)
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); devlink.Pump(access, bb.FromAccess, log) }()
+	go func() { defer wg.Done(); accessStats.Run(ctx, fail, access, bb.FromAccess, log) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); printStatus(ctx, bb, stdout) }()
-	stopStatus := statusOnSignal(bb, stdout)
+	stopStatus := statusOnSignal(func() b4.Status {
+		st := bb.Status()
+		st.Counters = devlink.MergeCounters(st.Counters, accessStats, lanStats)
+		return st
+	}, stdout)
 	defer stopStatus()
-
 	log.Info("B4 starting", "ipv6", src, "aftr", aftrAddr, "underlay", o.underlay, "provisioning", pl.how)
 	err = bb.Run(ctx)
 	st := bb.Status()
 	args := []any{}
-	for k, v := range st.Counters {
+	for k, v := range devlink.MergeCounters(st.Counters, accessStats, lanStats) {
 		args = append(args, k, v)
 	}
 	log.Info("counters at exit", args...)
 	log.Info("NAT at exit", "stats", fmt.Sprintf("%+v", st.NAT))
+	// A device that failed is why serving ended, whatever Run says.
+	if cause := context.Cause(ctx); errors.As(cause, new(*devlink.DeviceError)) {
+		err = cause
+	}
 	return err
 }
 

@@ -11,9 +11,10 @@ import (
 	"github.com/lw4o6/lw4o6/b4"
 )
 
-// statusOnSignal prints the B4's status (writeStatus) to w on SIGUSR1:
-// `kill -USR1 $(pidof lw4o6-b4)`.
-func statusOnSignal(bb *b4.B4, w io.Writer) (stop func()) {
+// statusOnSignal prints the B4's status (writeStatus: provisioning, pool,
+// sets, explicit mappings, the B4's and its devices' counters) to w on
+// SIGUSR1: `kill -USR1 $(pidof lw4o6-b4)`.
+func statusOnSignal(status func() b4.Status, w io.Writer) (stop func()) {
 	c := make(chan os.Signal, 1)
 	signal.Notify(c, syscall.SIGUSR1)
 	done := make(chan struct{})
@@ -21,7 +22,7 @@ func statusOnSignal(bb *b4.B4, w io.Writer) (stop func()) {
 		for {
 			select {
 			case <-c:
-				writeStatus(w, bb.Status())
+				writeStatus(w, status())
 			case <-done:
 				return
 			}

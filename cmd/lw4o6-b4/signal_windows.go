@@ -6,5 +6,5 @@ import (
 	"github.com/lw4o6/lw4o6/b4"
 )
 
-// statusOnSignal: Windows has no SIGUSR1; the status is printed at exit.
-func statusOnSignal(*b4.B4, io.Writer) (stop func()) { return func() {} }
+// statusOnSignal: Windows has no SIGUSR1; counters are logged at exit.
+func statusOnSignal(func() b4.Status, io.Writer) (stop func()) { return func() {} }

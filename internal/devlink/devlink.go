@@ -4,10 +4,9 @@
 package devlink
 
 import (
-	"errors"
 	"log/slog"
-	"os"
 	"sync"
+	"time"
 
 	"github.com/lw4o6/lw4o6/tun"
 )
@@ -18,40 +17,19 @@ const Headroom = tun.Headroom
 
 // Pump reads from dev until it fails or is closed and calls handle for each
 // packet. handle may rewrite the packet but must not retain it. It returns
-// nil when dev was closed.
+// nil when dev was closed; it retries the errors Classify calls per-packet
+// or passing, as Stats.Pump does, without counting them.
 func Pump(dev tun.Device, handle func(pkt []byte), log *slog.Logger) error {
-	n := max(dev.BatchSize(), 1)
-	size := Headroom + dev.MTU() + 64
-	if size < Headroom+65535 {
-		size = Headroom + 65535 // offload devices may hand us 64 KiB segments
-	}
-	bufs := make([][]byte, n)
-	for i := range bufs {
-		bufs[i] = make([]byte, size)
-	}
-	sizes := make([]int, n)
-	for {
-		k, err := dev.Read(bufs, sizes, Headroom)
-		for i := 0; i < k; i++ {
-			handle(bufs[i][Headroom : Headroom+sizes[i]])
-		}
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) || errors.Is(err, tun.ErrClosed) {
-				return nil
-			}
-			if log != nil {
-				log.Debug("device read", "dev", dev.Name(), "err", err)
-			}
-			return err
-		}
-	}
+	return (*Stats)(nil).Pump(dev, handle, log)
 }
 
 // Link sends packets on a device. It is safe for concurrent use.
 type Link struct {
-	dev  tun.Device
-	log  *slog.Logger
-	pool sync.Pool
+	dev   tun.Device
+	log   *slog.Logger
+	stats *Stats // may be nil
+	wlog  logLimit
+	pool  sync.Pool
 }
 
 // NewLink returns a Link writing to dev.
@@ -73,8 +51,27 @@ func (l *Link) Send(pkt []byte) {
 	}
 	b := (*bp)[:Headroom+len(pkt)]
 	copy(b[Headroom:], pkt)
-	if _, err := l.dev.Write([][]byte{b}, Headroom); err != nil && l.log != nil {
-		l.log.Debug("device write", "dev", l.dev.Name(), "err", err)
+	if _, err := l.dev.Write([][]byte{b}, Headroom); err != nil {
+		l.writeFailed(err)
 	}
 	l.pool.Put(bp)
+}
+
+// writeFailed counts a write error and warns about it, at most once per
+// 10 s: the packet is lost either way (the device contract queues nothing),
+// but a device that drops every packet must show. Writes to a device being
+// closed are only counted.
+func (l *Link) writeFailed(err error) {
+	k := Classify(err)
+	l.stats.countWrite(k)
+	if k == KindClosed || l.log == nil {
+		return
+	}
+	lim := &l.wlog
+	if l.stats != nil {
+		lim = &l.stats.writeLog
+	}
+	if ok, held := lim.allow(time.Now()); ok {
+		l.log.Warn("device write failed, packet dropped", "dev", l.dev.Name(), "kind", k.String(), "err", err, "not-logged-since-last", held)
+	}
 }

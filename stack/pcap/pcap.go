@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -122,7 +123,13 @@ type Reader struct {
 	r     *bufio.Reader
 	order binary.ByteOrder
 	nano  bool
+	snap  uint32 // the file's snap length, at most MaxRecord
 }
+
+// MaxRecord bounds the data of one record: libpcap's MAXIMUM_SNAPLEN. A
+// file whose header gives a snap length of 0 or more than that gets
+// MaxRecord, as libpcap does.
+const MaxRecord = 256 * 1024
 
 // NewReader reads and checks the file header.
 func NewReader(r io.Reader) (*Reader, error) {
@@ -147,10 +154,17 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if lt := pr.order.Uint32(h[20:]) & 0x0fffffff; lt != LinkTypeRaw {
 		return nil, fmt.Errorf("%w: %d", ErrLinkType, lt)
 	}
+	pr.snap = pr.order.Uint32(h[16:])
+	if pr.snap == 0 || pr.snap > MaxRecord {
+		pr.snap = MaxRecord
+	}
 	return pr, nil
 }
 
-// ReadPacket returns the next record's data and timestamp; io.EOF at the end.
+// ReadPacket returns the next record's data and timestamp; io.EOF at the
+// end. A record longer than the file's snap length is an ErrFormat: no
+// writer makes one. What it allocates grows with the octets that arrive,
+// not with the length a record header claims.
 func (pr *Reader) ReadPacket() ([]byte, time.Time, error) {
 	var h [16]byte
 	if _, err := io.ReadFull(pr.r, h[:]); err != nil {
@@ -161,11 +175,11 @@ func (pr *Reader) ReadPacket() ([]byte, time.Time, error) {
 	}
 	sec, frac := pr.order.Uint32(h[0:]), pr.order.Uint32(h[4:])
 	incl := pr.order.Uint32(h[8:])
-	if incl > 256*1024 {
-		return nil, time.Time{}, fmt.Errorf("%w: record of %d octets", ErrFormat, incl)
+	if incl > pr.snap {
+		return nil, time.Time{}, fmt.Errorf("%w: record of %d octets over the snap length %d", ErrFormat, incl, pr.snap)
 	}
-	b := make([]byte, incl)
-	if _, err := io.ReadFull(pr.r, b); err != nil {
+	b, err := readRecord(pr.r, int(incl))
+	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: truncated record: %v", ErrFormat, err)
 	}
 	ns := int64(frac) * 1000
@@ -173,6 +187,26 @@ func (pr *Reader) ReadPacket() ([]byte, time.Time, error) {
 		ns = int64(frac)
 	}
 	return b, time.Unix(int64(sec), ns), nil
+}
+
+// recordChunk is the most readRecord allocates ahead of the data.
+const recordChunk = 16 << 10
+
+// readRecord reads n octets, growing its buffer as they arrive: a record
+// header that claims more than the file holds costs no more memory than
+// the file does.
+func readRecord(r io.Reader, n int) ([]byte, error) {
+	b := make([]byte, 0, min(n, recordChunk))
+	for len(b) < n {
+		k := min(n-len(b), recordChunk)
+		b = slices.Grow(b, k)
+		m, err := io.ReadFull(r, b[len(b):len(b)+k])
+		b = b[:len(b)+m]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 // ReadAll reads a whole capture from r and returns its packets in file

@@ -82,7 +82,7 @@ func (t *table) propose(addr [16]byte, id uint64, ep netip.AddrPort) {
 	t.claims[key] = claim{ep: ep, when: now}
 	// An address nobody has bound is reachable at once, as without
 	// WithBinding; a bound one keeps its endpoint until the answer.
-	if e, ok := t.m[addr]; !ok || !e.bound {
+	if e, ok := t.m[addr]; !ok || !e.bound || now.Sub(e.seen) >= t.expiry {
 		t.learnLocked(addr, ep, now)
 	}
 }
@@ -115,6 +115,13 @@ func (t *table) learn(addr [16]byte, ep netip.AddrPort) {
 }
 
 func (t *table) learnLocked(addr [16]byte, ep netip.AddrPort, now time.Time) {
+	if e, ok := t.m[addr]; ok && now.Sub(e.seen) >= t.expiry {
+		// Expired but not yet swept: gone, binding and all. Re-pointed in
+		// place, a bound entry would stay bound to whoever sent next and
+		// shut out the B4 until its next handshake.
+		delete(t.m, addr)
+		t.expired++
+	}
 	if e, ok := t.m[addr]; ok {
 		if e.ep != ep {
 			e.ep = ep
@@ -161,18 +168,22 @@ func (t *table) sweep(now time.Time) {
 	}
 }
 
-// evictOldest removes the least recently seen entry. It scans the table,
-// which happens only when the table is full of live entries.
+// evictOldest removes the least recently seen entry that no handshake
+// bound, or the least recently seen of all when every entry is bound: else
+// a sender inventing source addresses could push a bound B4 out of a full
+// table and then learn its address afresh. It scans the table, which
+// happens only when the table is full of live entries.
 func (t *table) evictOldest() {
 	var oldest [16]byte
 	var when time.Time
-	first := true
+	found, foundBound := false, false
 	for k, e := range t.m {
-		if first || e.seen.Before(when) {
-			oldest, when, first = k, e.seen, false
+		// An unbound entry beats a bound one; then the older wins.
+		if !found || foundBound && !e.bound || foundBound == e.bound && e.seen.Before(when) {
+			oldest, when, found, foundBound = k, e.seen, true, e.bound
 		}
 	}
-	if !first {
+	if found {
 		delete(t.m, oldest)
 		t.evicted++
 	}

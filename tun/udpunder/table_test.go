@@ -49,3 +49,55 @@ func TestTableExpiryMoveEvict(t *testing.T) {
 		t.Fatalf("after sweep %+v", s)
 	}
 }
+
+// A bound entry that expired unswept is gone, binding and all: the next
+// sender gets an ordinary entry, and the B4 coming back is not shut out by
+// a binding the stranger inherited.
+func TestTableExpiredBindingNotInherited(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	tb := newTable(8, time.Minute, func() time.Time { return now })
+	a := [16]byte{0x20, 1, 0xd, 0xb8, 15: 1}
+	b4 := netip.MustParseAddrPort("192.0.2.1:1000")
+	stranger := netip.MustParseAddrPort("192.0.2.9:9000")
+	tb.propose(a, 7, b4)
+	if ep, ok := tb.settle(a, 7, true); !ok || ep != b4 {
+		t.Fatalf("settle = %v, %v", ep, ok)
+	}
+	if tb.learnUnbound(a, stranger) {
+		t.Fatal("a stranger took a live binding")
+	}
+	now = now.Add(2 * time.Minute) // the entry expires; nothing sweeps it
+	if !tb.learnUnbound(a, stranger) {
+		t.Fatal("an expired entry still refuses")
+	}
+	now = now.Add(time.Second)
+	if !tb.learnUnbound(a, b4) {
+		t.Fatal("the B4 is shut out by the binding the stranger inherited")
+	}
+	if ep, _ := tb.lookup(a); ep != b4 {
+		t.Fatalf("endpoint %v, want the B4's %v", ep, b4)
+	}
+}
+
+// A full table makes room by pushing out the oldest entry no handshake
+// bound: a sender inventing source addresses cannot push a bound B4 out
+// and then take its address.
+func TestTableEvictsUnboundFirst(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	tb := newTable(2, time.Minute, func() time.Time { return now })
+	b4, x, y := [16]byte{0x20, 1, 0xd, 0xb8, 15: 1}, [16]byte{0x20, 1, 0xd, 0xb8, 15: 2}, [16]byte{0x20, 1, 0xd, 0xb8, 15: 3}
+	ep := netip.MustParseAddrPort("192.0.2.1:1000")
+	thief := netip.MustParseAddrPort("192.0.2.9:9000")
+	tb.propose(b4, 1, ep)
+	tb.settle(b4, 1, true) // bound, and the oldest entry
+	now = now.Add(time.Second)
+	tb.learnUnbound(x, thief)
+	now = now.Add(time.Second)
+	tb.learnUnbound(y, thief) // full: x goes, not the bound B4
+	if got, ok := tb.lookup(b4); !ok || got != ep {
+		t.Fatalf("the bound B4 was pushed out: %v, %v", got, ok)
+	}
+	if tb.learnUnbound(b4, thief) {
+		t.Fatal("the thief took the B4's address")
+	}
+}

@@ -18,8 +18,10 @@
 // with that source from elsewhere are dropped. What it still does not
 // protect: an address never bound by a handshake (a statically bound B4)
 // is learned from any datagram, and whoever completes the handshake first
-// (a sender that can win the B4's PCP binding) binds the address. Keep the
-// underlay on a lab network.
+// (a sender that can win the B4's PCP binding) binds the address, and a
+// table full of bound entries (WithEndpoints) makes room by dropping the
+// oldest of them (unbound entries go first). Keep the underlay on a lab
+// network.
 package udpunder
 
 import (
