@@ -134,6 +134,37 @@ func TestREADMEBlocks(t *testing.T) {
 	if skipped > 3 {
 		t.Errorf("%d blocks skipped: the README's commands are meant to run", skipped)
 	}
+	checkAddresses(t)
+}
+
+// allowed are the address ranges README.md may use: documentation and
+// benchmark ranges, the softwire's 192.0.0.0/29, loopback, the unspecified
+// address and link-local multicast.
+var allowed = []netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("192.0.0.0/29"), netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("0.0.0.0/32"), netip.MustParsePrefix("2001:db8::/32"),
+	netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("ff02::/16"),
+}
+
+var addrTokenRE = regexp.MustCompile(`[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*`)
+
+func checkAddresses(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repo, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range addrTokenRE.FindAllString(string(src), -1) {
+		tok = strings.TrimRight(strings.TrimLeft(tok, "."), ".:")
+		a, err := netip.ParseAddr(tok)
+		if err != nil {
+			continue
+		}
+		if !slices.ContainsFunc(allowed, func(p netip.Prefix) bool { return p.Contains(a) }) {
+			t.Errorf("README.md uses %s, outside the documentation ranges", a)
+		}
+	}
 }
 
 // Each block outside a session, on its own.
