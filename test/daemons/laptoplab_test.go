@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lw4o6/lw4o6/test/internal/daemon"
 )
 
 // examples/laptop-lab/run.sh as a user runs it: both daemons come up, the
@@ -16,6 +18,7 @@ import (
 // the B4 and orphaned the AFTR), the B4 first so that its binding is
 // deleted at the AFTR.
 func TestLaptopLabScript(t *testing.T) {
+	daemon.LockLaptopLab(t) // README.md's laptop lab uses the same ports
 	cmd := exec.Command("bash", "../../examples/laptop-lab/run.sh")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()

@@ -162,3 +162,20 @@ func Download(c net.Conn, n int) error {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// LockLaptopLab holds, until the test ends, a lock that every test running
+// the laptop lab's fixed addresses (127.0.0.1:4666, 127.0.0.1:1080, as
+// README.md and examples/laptop-lab/run.sh give them) takes: the test
+// binaries of several packages run at once.
+func LockLaptopLab(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "lw4o6-laptop-lab.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
+}
