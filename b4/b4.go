@@ -89,6 +89,7 @@ type B4 struct {
 
 	reasm   *frag.Reassembler6 // outer IPv6 from the AFTR (RFC 6333 §6.3)
 	fragIDs frag.IDs
+	natICMP refusalBucket // host unreachable for NAT refusals (natrefuse.go)
 
 	provisioned atomic.Bool
 	lost        chan string // reasons to provision again; buffered 1

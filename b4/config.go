@@ -78,6 +78,8 @@ func DefaultConfig() Config {
 		MaxSets:           4,
 		GrowAt:            0.8,
 		ShrinkAfter:       3 * time.Minute,
+		// Per-LAN-host quotas (RFC 6888 REQ-4, REQ-5; nat/quota.go).
+		NAT: nat.Config{HostPortShare: nat.DefaultHostPortShare, HostSessions: nat.DefaultHostSessions},
 	}
 }
 
@@ -116,6 +118,9 @@ func (c *Config) validate() error {
 	}
 	if c.TunnelMTU < 576 {
 		return fmt.Errorf("%w: TunnelMTU %d below 576", ErrConfig, c.TunnelMTU)
+	}
+	if err := c.NAT.ValidateQuotas(); err != nil {
+		return fmt.Errorf("%w: NAT: %v", ErrConfig, err)
 	}
 	if err := c.Failover.validate(); err != nil {
 		return err

@@ -45,6 +45,7 @@ const (
 	cDropDstSoftwire
 	cDropDstMulticast
 	cDropDstReserved
+	cNATICMPLimited // NAT refusals left unanswered by the ICMP rate limit
 )
 
 var counterNames = []string{
@@ -89,4 +90,5 @@ var counterNames = []string{
 	cDropDstSoftwire:         "drop-dst-softwire-ipv4",
 	cDropDstMulticast:        "drop-dst-multicast-ipv4",
 	cDropDstReserved:         "drop-dst-reserved-ipv4",
+	cNATICMPLimited:          "nat-refused-icmp-rate-limited",
 }

@@ -54,6 +54,7 @@ func (b *B4) FromLAN(pkt []byte) {
 	hairpin, err := b.nat.Outbound(ip4)
 	if err != nil {
 		b.count.Count(cDropNAT, len(ip4))
+		b.natRefused(err, ip4) // natrefuse.go
 		return
 	}
 	if hairpin {

@@ -103,3 +103,53 @@ func BenchmarkOutboundNewSessions(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOutboundNewSessionsQuota is OutboundNewSessions with the
+// per-host quotas on (high enough never to refuse): the cost of the quota
+// checks on the new-session path.
+func BenchmarkOutboundNewSessionsQuota(b *testing.B) {
+	tb := New(Config{MaxSessions: 1 << 20, HostPortShare: DefaultHostPortShare, HostSessions: 1 << 20})
+	if err := tb.SetExternal(pub, testSet); err != nil {
+		b.Fatal(err)
+	}
+	tmpl := udpPacket(ap(lanA, 40000), ap(remote1, 0), nil)
+	buf := clone(tmpl)
+	var i int
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf, tmpl)
+		i++
+		buf[22], buf[23] = byte(i>>8), byte(i)
+		if i&0xffff == 0 {
+			tb.Flush()
+		}
+		if _, err := tb.Outbound(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOutboundHostQuotaRefused is a LAN host at its port quota
+// opening a new flow with every packet: each is refused (ErrHostQuota),
+// the table walk it may trigger at most once a second included.
+func BenchmarkOutboundHostQuotaRefused(b *testing.B) {
+	tb := New(Config{HostPortShare: DefaultHostPortShare})
+	if err := tb.SetExternal(pub, testSet); err != nil {
+		b.Fatal(err)
+	}
+	q := tb.Stats().HostPortQuota
+	for i := range q {
+		if _, err := tb.Outbound(udpPacket(ap(lanA, uint16(20000+i)), ap(remote1, 53), nil)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tmpl := udpPacket(ap(lanA, 40000), ap(remote1, 53), nil)
+	buf := clone(tmpl)
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf, tmpl)
+		if _, err := tb.Outbound(buf); err != ErrHostQuota {
+			b.Fatal(err)
+		}
+	}
+}

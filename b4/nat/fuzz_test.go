@@ -17,10 +17,20 @@ import (
 // can hit mappings: UDP 192.0.2.10:4100 ↔ 4100 (sent to 198.51.100.1:53),
 // TCP 192.0.2.10:4101 ↔ 4101 (to 198.51.100.1:443), echo id 4102 ↔ 4102
 // (to 198.51.100.1), explicit UDP 192.0.2.11:4103 ↔ 4103 (which heard from
-// 198.51.100.1:7 and, hairpinned, from 192.0.2.10:4100).
-func fuzzTable(t testing.TB, f Filtering) *Table {
+// 198.51.100.1:7 and, hairpinned, from 192.0.2.10:4100). Per-host quotas
+// leave 192.0.2.10 room for one mapping more per protocol and one session
+// more; tightPorts leaves it none for a mapping, tightSessions none for a
+// session.
+func fuzzTable(t testing.TB, f Filtering, tightPorts, tightSessions bool) *Table {
 	now := time.Unix(1e9, 0)
-	tb := New(Config{Now: func() time.Time { return now }, Filtering: f, MaxSessions: 64})
+	cfg := Config{Now: func() time.Time { return now }, Filtering: f, MaxSessions: 64, HostPorts: 2, HostSessions: 5}
+	if tightPorts {
+		cfg.HostPorts = 1
+	}
+	if tightSessions {
+		cfg.HostSessions = 4
+	}
+	tb := New(cfg)
 	if err := tb.SetExternal(pub, portset.Range{First: 4096, Size: 16}); err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +116,11 @@ func fixTransport4(proto uint8, src, dst, l4 []byte, outer bool) {
 
 // FuzzOutboundInbound feeds arbitrary bytes to Outbound and Inbound. Mode
 // bit 0 fixes the input's checksums first, bit 1 readdresses it to the
-// public address, bits 2-3 pick the filtering. Neither call may panic; a
-// refused packet must be left unchanged; a translated packet whose input
-// checksums were right must have right checksums.
+// public address, bits 2-3 pick the filtering, bits 4 and 5 leave no room
+// in the per-host port and session quotas. Neither call may panic; a refused packet must be left unchanged;
+// a translated packet whose input checksums were right must have right
+// checksums; the per-host counters match the table and stay within the
+// quotas (checkHosts).
 func FuzzOutboundInbound(f *testing.F) {
 	f.Add(udpPacket(ap(lanA, 4100), ap(remote1, 53), []byte("q")), uint8(0))
 	f.Add(udpPacket(ap(remote1, 53), ap(pub, 4100), []byte("r")), uint8(0))
@@ -121,7 +133,7 @@ func FuzzOutboundInbound(f *testing.F) {
 			fixChecksums(in)
 		}
 		validBefore := checksumsValid(in) == nil
-		tb := fuzzTable(t, Filtering((mode>>2&3)%3))
+		tb := fuzzTable(t, Filtering((mode>>2&3)%3), mode&16 != 0, mode&32 != 0)
 
 		out := clone(in)
 		if _, err := tb.Outbound(out); err != nil {
@@ -144,6 +156,8 @@ func FuzzOutboundInbound(f *testing.F) {
 				t.Fatalf("Inbound: %v\nin  % x\nout % x", err, in, back)
 			}
 		}
+		checkHosts(t, tb, true)
 		tb.Expire()
+		checkHosts(t, tb, true)
 	})
 }

@@ -63,11 +63,14 @@
 //     mapping, explicit ones included (RFC 7596 §5.1); with the same
 //     address and another port set it removes those whose external port
 //     the new set does not hold and keeps the rest.
+//   - Per-host quotas (RFC 6888 REQ-4, REQ-5): configurable limits on the
+//     ports and sessions one LAN host holds; see quota.go.
 //
 // Not done: ALGs (RFC 4787 REQ-10 wants them off anyway), the port reuse
-// hold-down of RFC 6888 REQ-8, per-host port quotas (RFC 6888 REQ-4; the
-// LAN PCP server, b4/lanpcp, has its own for explicit mappings), sending ICMP errors (RFC 5508 REQ-8,
-// RFC 5382 REQ-4: the caller may on ErrPortsExhausted/ErrFiltered),
+// hold-down of RFC 6888 REQ-8, sending ICMP errors (RFC 5508 REQ-8,
+// RFC 6888 REQ-11, RFC 5382 REQ-4: the caller may on ErrPortsExhausted,
+// ErrTooManySessions, ErrHostQuota or ErrFiltered; the B4 does for the
+// first three),
 // fragment reassembly or fragmentation (RFC 4787 REQ-13/14: the caller's).
 package nat
 
@@ -144,6 +147,14 @@ type Config struct {
 	// endpoint) of all protocols; 0 means DefaultMaxSessions. Mappings are
 	// bounded by the port set.
 	MaxSessions int
+	// Per-host quotas (quota.go), 0 meaning none: HostPorts is the most
+	// mappings (external ports) one LAN host holds per protocol, or, when
+	// it is 0, HostPortShare (0-1] of the ports held; HostSessions is the
+	// most sessions one LAN host holds, all protocols. b4.DefaultConfig
+	// sets DefaultHostPortShare and DefaultHostSessions.
+	HostPorts     int
+	HostPortShare float64
+	HostSessions  int
 }
 
 // Table is the NAPT44 state: mappings, sessions and the provisioned external
@@ -173,6 +184,12 @@ type Table struct {
 	freeM       []*mapping
 	freeS       []*session
 
+	hosts        map[uint32]hostUse // per LAN host (quota.go)
+	hostPorts    int
+	hostShare    float64
+	hostSessions int
+	lastSweep    int64
+
 	c counters
 }
 
@@ -197,6 +214,7 @@ func New(cfg Config) *Table {
 	if t.maxSessions <= 0 {
 		t.maxSessions = DefaultMaxSessions
 	}
+	t.setQuotas(cfg)
 	t.timeout[iUDP] = int64(timeout(cfg.UDPTimeout, DefaultUDPTimeout, MinUDPTimeout))
 	t.timeout[iTCP] = int64(timeout(cfg.TCPTransitoryTimeout, DefaultTCPTransitoryTimeout, MinTCPTransitoryTimeout))
 	t.timeout[iICMP] = int64(timeout(cfg.ICMPTimeout, DefaultICMPTimeout, MinICMPTimeout))
@@ -319,6 +337,10 @@ func (t *Table) Expire() {
 	now := t.clock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.expireLocked(now)
+}
+
+func (t *Table) expireLocked(now int64) {
 	for pi := range nProto {
 		for _, s := range t.sessions[pi] {
 			if s.expires <= now {
@@ -441,6 +463,7 @@ func (t *Table) Stats() Stats {
 	s.Mappings = t.nmap[iTCP] + t.nmap[iUDP] + t.nmap[iICMP]
 	s.Explicit = t.nexplicit
 	t.setStats(&s)
+	t.quotaStats(&s)
 	return s
 }
 

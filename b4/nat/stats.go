@@ -17,6 +17,7 @@ const (
 	rChecksum
 	rFragment
 	rUnsupported
+	rHostQuota
 	nReasons
 )
 
@@ -65,6 +66,11 @@ var (
 	// type the NAT does not translate (RFC 5508 REQ-10; inbound echo
 	// requests, RFC 6346 §5.3.2).
 	ErrUnsupported error = &dropError{rUnsupported, "nat: unsupported protocol or ICMP type"}
+	// ErrHostQuota: a new mapping or session would take the LAN host
+	// past its per-host quota (Config.HostPorts, HostSessions; RFC 6888
+	// REQ-4, REQ-5, REQ-11a: drop). Inbound, the host is the one the
+	// packet is for.
+	ErrHostQuota error = &dropError{rHostQuota, "nat: per-host quota exceeded"}
 )
 
 // Drops counts dropped packets of one direction by reason; the field names
@@ -80,12 +86,13 @@ type Drops struct {
 	Checksum        uint64
 	Fragment        uint64
 	Unsupported     uint64
+	HostQuota       uint64
 }
 
 // Total is the sum of all drop counters.
 func (d Drops) Total() uint64 {
 	return d.NoExternal + d.NotExternal + d.PortsExhausted + d.TooManySessions + d.NoMapping +
-		d.Filtered + d.Malformed + d.Checksum + d.Fragment + d.Unsupported
+		d.Filtered + d.Malformed + d.Checksum + d.Fragment + d.Unsupported + d.HostQuota
 }
 
 // Stats is a snapshot of the table's counters and gauges.
@@ -113,6 +120,10 @@ type Stats struct {
 	// Sets are the port sets held, the first one first, with their use
 	// (docs/port-sets.md).
 	Sets []SetUsage
+	// Hosts is the number of LAN hosts holding a mapping; HostPortQuota
+	// and HostSessionQuota the per-host quotas now (0: none; quota.go).
+	Hosts                           int
+	HostPortQuota, HostSessionQuota int
 }
 
 type counters struct {
@@ -145,5 +156,6 @@ func (c *counters) drops(dir int) Drops {
 		Checksum:        d[rChecksum].Load(),
 		Fragment:        d[rFragment].Load(),
 		Unsupported:     d[rUnsupported].Load(),
+		HostQuota:       d[rHostQuota].Load(),
 	}
 }

@@ -125,8 +125,14 @@ func (t *Table) outSession(pi int, iaddr uint32, iport uint16, raddr uint32, rpo
 	if m != nil {
 		s = t.sessions[pi][sessKey(raddr, m.ext, rport)]
 	}
+	if s == nil && !t.admitSession(iaddr, now) {
+		return 0, ErrHostQuota
+	}
 	if s == nil && t.nsessAll >= t.maxSessions {
 		return 0, ErrTooManySessions
+	}
+	if m == nil && !t.admitMapping(pi, iaddr, now) {
+		return 0, ErrHostQuota
 	}
 	if m == nil {
 		ext, ok := t.allocPort(pi, iport, 0, now)
@@ -162,6 +168,9 @@ func (t *Table) inSession(pi int, ext uint16, raddr uint32, rport uint16, flags 
 			return 0, 0, ErrFiltered
 		}
 		if s == nil {
+			if !t.admitSession(m.intAddr, now) {
+				return 0, 0, ErrHostQuota
+			}
 			if t.nsessAll >= t.maxSessions {
 				return 0, 0, ErrTooManySessions
 			}
@@ -315,6 +324,7 @@ func (t *Table) newMapping(pi int, iaddr uint32, iport, ext uint16, now int64) *
 	t.byExt[pi][ext] = m
 	t.nmap[pi]++
 	t.used(ext, pi, +1)
+	t.hostMapping(iaddr, uint8(pi), +1)
 	return m
 }
 
@@ -333,6 +343,7 @@ func (t *Table) newSession(m *mapping, raddr uint32, rport uint16, now int64) *s
 	t.sessions[m.pi][s.key] = s
 	t.nsess[m.pi]++
 	t.nsessAll++
+	t.hostSession(m.intAddr, +1)
 	return s
 }
 
@@ -355,6 +366,7 @@ func (t *Table) dropSession(s *session) {
 	delete(t.sessions[s.pi], s.key)
 	t.nsess[s.pi]--
 	t.nsessAll--
+	t.hostSession(s.m.intAddr, -1)
 	*s = session{}
 	t.freeS = append(t.freeS, s)
 }
@@ -369,6 +381,7 @@ func (t *Table) removeMapping(m *mapping) {
 	delete(t.byExt[m.pi], m.ext)
 	t.nmap[m.pi]--
 	t.used(m.ext, int(m.pi), -1)
+	t.hostMapping(m.intAddr, m.pi, -1)
 	if m.explicit {
 		t.nexplicit--
 	}
@@ -385,6 +398,7 @@ func (t *Table) flushLocked() {
 	t.nmap, t.nsess, t.lastReap = [nProto]int{}, [nProto]int{}, [nProto]int64{}
 	t.nsessAll, t.nexplicit = 0, 0
 	t.freeM, t.freeS = nil, nil
+	clear(t.hosts)
 	for i := range t.sets {
 		t.sets[i].used = [nProto]int{}
 	}

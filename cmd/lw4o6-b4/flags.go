@@ -40,6 +40,7 @@ type options struct {
 	lan          lanOptions
 	dhcp         dhcpOptions // provisioning.go
 	failover     failoverFlags
+	natQuota     natQuotaFlags // natquota.go
 }
 
 const usage = `Usage: lw4o6-b4 [flags]
@@ -98,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.socks5, "socks5", "", "serve SOCKS5 (CONNECT, UDP ASSOCIATE) on `ADDR` as an unprivileged LAN front end")
 	fs.StringVar(&o.nonceFile, "nonce-file", "", "keep the PCP nonce in `FILE` so renewals after a restart are accepted (default: in --state-dir; \"none\": a fresh nonce each start)")
 	o.failover.register(fs)
+	o.natQuota.register(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	lanFlags := addLANFlags(fs)
 	o.dhcp.register(fs)
@@ -184,6 +186,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, err
 	}
 	if err := o.failover.check(); err != nil {
+		return nil, err
+	}
+	if err := o.natQuota.check(o.tun == ""); err != nil {
 		return nil, err
 	}
 	if err := o.dhcp.check(o); err != nil {

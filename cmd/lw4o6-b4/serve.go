@@ -77,6 +77,7 @@ func serveB4(ctx context.Context, o *options, pl plan, stdout io.Writer, log *sl
 		return err
 	}
 	o.failover.apply(&cfg)
+	o.natQuota.apply(&cfg)
 	lan := &lanMux{}
 	bb, err := b4.New(cfg, lan, accessStats.NewLink(access, log))
 	if err != nil {

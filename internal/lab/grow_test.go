@@ -65,6 +65,7 @@ func poolDemand(t *testing.T, maxSets, flows int) poolRun {
 		B4: func(_ int, c *b4.Config) {
 			c.Now = func() time.Time { return time.Now().Add(time.Duration(shift.Load())) }
 			c.MaxSets, c.GrowAt, c.ShrinkAfter = 8, 0.8, 2*time.Second
+			c.NAT.HostPortShare = 0 // one LAN host fills the pool here
 		},
 	})
 	n := w.Nodes[0]
