@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
 	"github.com/lw4o6/lw4o6/stack/packet"
 	"github.com/lw4o6/lw4o6/stack/pcp"
 )
@@ -827,5 +829,41 @@ func TestPrefixLimiterBounded(t *testing.T) {
 	c.Advance(time.Second)
 	if !l.allow(src(9)) || len(l.m) != 1 {
 		t.Fatalf("idle buckets not dropped: %d buckets", len(l.m))
+	}
+}
+
+// A B4's packet to another B4 with TTL 1 (the held-out Snabb case beside
+// its vector 47, with ICMP on): the AFTR originates ICMPv4 time exceeded
+// for the sender. By default it goes straight back into the sender's
+// softwire with the TTL it was made with (RFC 1812 §5.3.1: the AFTR
+// forwarded nothing); under Snabb's profile it takes the hairpin path and
+// its encapsulation decrements the TTL, as Snabb's output has it.
+func TestOwnICMPv4ErrorToB4(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		edit  func(*Config)
+		ttl   uint8
+		count uint64 // hairpin-ipv4
+	}{
+		{"rfc", nil, 64, 0}, // TTL checked at decapsulation: nothing hairpinned
+		{"snabb", func(c *Config) { SnabbProfile(c) }, 254, 2}, // the packet, then the error
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, c.edit)
+			ipA, firstA, _ := r.bind(tB4A, 1)
+			ipB, firstB, _ := r.bind(tB4B, 2)
+			sent := udp4(ipA, ipB, firstA, firstB, 1, []byte("ttl 1"))
+			r.a.FromAccess(encap(tB4A, tAFTR, sent))
+			in := r.softwireTo(r.oneAccess(), tB4A)
+			if typ, code, _ := icmp4(t, in); typ != packet.ICMPv4TimeExceeded || code != 0 {
+				t.Fatalf("ICMPv4 %d/%d to A, want time exceeded", typ, code)
+			}
+			if in.TTL() != c.ttl || !header.IPv4(in).IsChecksumValid() {
+				t.Errorf("error TTL %d (header checksum ok %v), want %d", in.TTL(), header.IPv4(in).IsChecksumValid(), c.ttl)
+			}
+			if got := r.counter("hairpin-ipv4"); got != c.count {
+				t.Errorf("hairpin-ipv4 %d, want %d", got, c.count)
+			}
+		})
 	}
 }

@@ -107,6 +107,14 @@ type Config struct {
 	// IPv4 network's policy to route back or not (Snabb); off, such
 	// packets are dropped and never leave.
 	UnhairpinnedToInternet bool
+	// HairpinOwnICMPv4 sends the ICMPv4 errors the AFTR originates for a
+	// B4 (about a packet that B4 sent) down the hairpin path, as packets
+	// from the IPv4 side to a B4 address: re-encapsulated like any
+	// hairpinned packet, so an encapsulation-time TTL decrement applies
+	// (Snabb). Off, they go straight back into the softwire the invoking
+	// packet came in, with the TTL they were made with: the AFTR
+	// originated them and forwarded nothing (RFC 1812 §5.3.1).
+	HairpinOwnICMPv4 bool
 	// ICMPv6OnBindingFailure sends ICMPv6 type 1 code 5 to a B4 whose
 	// packet matched no binding (RFC 7596 §6.2 MAY, configurable).
 	ICMPv6OnBindingFailure bool

@@ -149,6 +149,11 @@ func (a *AFTR) sendICMPv4(typ, code uint8, rest uint32, ip4 packet.IPv4, from *p
 		a.sendInternet(b, nil)
 		return
 	}
+	if a.cfg.HairpinOwnICMPv4 && a.cfg.Hairpinning && a.ownsIPv4(ip4.Src()) {
+		a.count.Count(cHairpinIPv4, len(b))
+		a.downstream(b, from)
+		return
+	}
 	a.encapsulate(b, from.Src, from.Dst)
 }
 

@@ -66,6 +66,11 @@ func SnabbProfile(c *Config) {
 	// RFC 2983 §3 pipe model with RFC 6040 §4.2 ECN by default; Snabb
 	// leaves the inner IPv4 header of what it decapsulates untouched.
 	c.DecapTOS = TOSUntouched
+	// An ICMPv4 error the AFTR originates for a B4 leaves our AFTR
+	// straight into that B4's softwire with the TTL it was made with;
+	// Snabb hands it to its hairpin path as if it came from the IPv4
+	// side, where encapsulation decrements its TTL.
+	c.HairpinOwnICMPv4 = true
 }
 
 // ApplySnabb fills c from a Snabb softwire-config: the AFTR's addresses,
