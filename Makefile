@@ -44,6 +44,10 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzServerBinding -fuzztime=$(FUZZTIME) ./tun/udpunder/
 	$(GO) test -run=NONE -fuzz=FuzzUnderlayPredicates -fuzztime=$(FUZZTIME) ./aftr/
 	$(GO) test -run=NONE -fuzz=FuzzApplySnabb -fuzztime=$(FUZZTIME) ./aftr/
+	$(GO) test -run=NONE -fuzz='^FuzzCompileFilter$$' -fuzztime=$(FUZZTIME) ./aftr/
+	$(GO) test -run=NONE -fuzz='^FuzzCheckPacket$$' -fuzztime=$(FUZZTIME) ./tun/rawip6/
+	$(GO) test -run=NONE -fuzz='^FuzzParseCmsgs$$' -fuzztime=$(FUZZTIME) ./tun/rawip6/
+	$(GO) test -run=NONE -fuzz='^FuzzReviewDataPath$$' -fuzztime=$(FUZZTIME) ./b4/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
