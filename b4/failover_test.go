@@ -417,6 +417,7 @@ func TestLostBackOff(t *testing.T) {
 	}
 	seen := map[time.Duration]bool{}
 	for i, base := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		p.provisionedAt = e.b.now() // provisioned again, lost at once
 		d := p.lost("again")
 		if d < base/2 || d >= base*3/2 {
 			t.Errorf("repeat %d waits %v, want [%v, %v)", i+1, d, base/2, base*3/2)
@@ -426,5 +427,12 @@ func TestLostBackOff(t *testing.T) {
 	// With ±50 % jitter three exact powers of two would be a broken source.
 	if seen[time.Second] && seen[2*time.Second] && seen[4*time.Second] {
 		t.Error("no jitter")
+	}
+	// A binding that held (an AFTR that restarted, gave the set back and
+	// restarted again some seconds later) starts a new episode: no
+	// growing wait.
+	p.provisionedAt = e.b.now().Add(-heldLong)
+	if d := p.lost("after a binding that held"); d < 0 || d >= firstLossJitter {
+		t.Errorf("loss after a binding that held waits %v, want [0, %v)", d, firstLossJitter)
 	}
 }

@@ -143,9 +143,12 @@ type provisioner struct {
 	last    netip.Addr
 	lastSet portset.Range
 	expires time.Time
-	// losses counts bindings lost in quick succession, for back-off.
-	losses   int
-	lastLost time.Time
+	// losses counts bindings lost in quick succession, for back-off;
+	// provisionedAt is the last fresh provisioning: a binding that held
+	// for heldLong before it was lost starts a new count.
+	losses        int
+	lastLost      time.Time
+	provisionedAt time.Time
 	// refused counts grants refused in a row (validateGrant), for back-off.
 	refused int
 }
@@ -234,6 +237,7 @@ func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
 		}
 	})
 	if fresh {
+		p.provisionedAt = b.now()
 		b.log.Info("provisioned", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime, "pool", b.nat.Fill())
 	} else {
 		b.log.Debug("renewed", "ipv4", m.ExternalIP, "ports", set, "lifetime", m.Lifetime)
@@ -248,7 +252,11 @@ func (p *provisioner) install(m *pcp.Mapping, set portset.Range) {
 // refusing does not hammer it.
 func (p *provisioner) lost(why string) time.Duration {
 	now := p.b.now()
-	if now.Sub(p.lastLost) < 30*time.Second {
+	// Quick succession: the last loss was recent and the binding got
+	// since then did not hold. An AFTR that restarts (and gives the set
+	// back) every few seconds must not push its B4s into ever longer
+	// waits; one that refuses or flaps at once must not be hammered.
+	if now.Sub(p.lastLost) < 30*time.Second && now.Sub(p.provisionedAt) < heldLong {
 		p.losses++
 	} else {
 		p.losses = 0
@@ -261,6 +269,10 @@ func (p *provisioner) lost(why string) time.Duration {
 	p.b.log.Info("backing off before provisioning again", "why", why, "wait", d)
 	return d
 }
+
+// heldLong is how long a binding must hold for its loss to count as a new
+// episode rather than a repeat (see lost).
+var heldLong = 5 * time.Second
 
 // firstLossJitter bounds the random wait before the first re-request.
 var firstLossJitter = 250 * time.Millisecond
