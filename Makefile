@@ -2,8 +2,11 @@
 GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 30s
+SOAK_TIME ?= 3m
+SOAK_B4S ?= 200
+SOAK_TIMEOUT ?= 30m
 
-.PHONY: all build test race lab bench fuzz lint ci
+.PHONY: all build test race lab bench fuzz soak lint ci
 
 all: lint test
 
@@ -39,6 +42,13 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseReply -fuzztime=$(FUZZTIME) ./b4/dhcp6/
 	$(GO) test -run=NONE -fuzz=FuzzFailoverFromAccess -fuzztime=$(FUZZTIME) ./b4/
 	$(GO) test -run=NONE -fuzz=FuzzNonceFile -fuzztime=$(FUZZTIME) ./cmd/lw4o6-b4/
+
+# The soak test (internal/lab/soak_test.go, build tag soak, not in `make
+# test`): SOAK_B4S B4s through SOAK_TIME of churn, renumbering and AFTR
+# restarts, then goroutines, heap and gVisor refs back to the baseline.
+soak:
+	$(GO) vet -tags soak ./internal/lab/
+	$(GO) test -tags soak -run '^TestSoak$$' -count=1 -v -timeout $(SOAK_TIMEOUT) ./internal/lab/ -args -soak.time=$(SOAK_TIME) -soak.b4s=$(SOAK_B4S)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
