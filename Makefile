@@ -48,7 +48,7 @@ fuzz:
 # restarts, then goroutines, heap and gVisor refs back to the baseline.
 soak:
 	$(GO) vet -tags soak ./internal/lab/
-	$(GO) test -tags soak -run '^TestSoak$$' -count=1 -v -timeout $(SOAK_TIMEOUT) ./internal/lab/ -args -soak.time=$(SOAK_TIME) -soak.b4s=$(SOAK_B4S)
+	$(GO) test -tags soak -run '^TestSoak' -count=1 -v -timeout $(SOAK_TIMEOUT) ./internal/lab/ -args -soak.time=$(SOAK_TIME) -soak.b4s=$(SOAK_B4S)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
