@@ -112,9 +112,10 @@ const (
 
 // schedule is the disturbances' order, repeated until soak.time is spent:
 // an AFTR restart every third, so that each AFTR has run a while (its
-// Epoch then tells a restart apart, RFC 6887 §8.5). The restart without a
-// journal comes before the one that loses it (a fresh directory), so that
-// the one from the journal always follows an AFTR that kept one.
+// Epoch then tells a restart apart, RFC 6887 §8.5). The two restarts that
+// lose every binding take turns in their slots, at most one per lossGap
+// (a churn or a renumbering in its place otherwise), and one from the
+// journal only follows an AFTR that kept one.
 var schedule = []disturbance{dChurn, dRenumber, dRestartJournal, dChurn, dRenumber, dRestartNone, dChurn, dRenumber, dRestartLost}
 
 // quiet is what a quiet point measured.
@@ -259,8 +260,13 @@ func TestSoak(t *testing.T) {
 
 	end := time.Now().Add(*soakTime)
 	var lastLoss time.Time
+	losses := 0
 	for k := 0; time.Now().Before(end); k++ {
 		d := schedule[k%len(schedule)]
+		if d == dRestartNone || d == dRestartLost {
+			// The two kinds in turn, whichever slot comes free.
+			d = []disturbance{dRestartNone, dRestartLost}[losses%2]
+		}
 		switch {
 		case (d == dRestartNone || d == dRestartLost) && time.Since(lastLoss) < lossGap,
 			d == dRestartJournal && w.aftrCfg.StateDir == "":
@@ -271,6 +277,7 @@ func TestSoak(t *testing.T) {
 			d = []disturbance{dChurn, dRenumber}[k%2]
 		case d == dRestartNone || d == dRestartLost:
 			lastLoss = time.Now()
+			losses++
 		}
 		t0, after := s.disturb(d)
 		udp, all := s.waitRecovered(string(d), t0)
