@@ -7,7 +7,8 @@
 // their LAN side a function call each way (Node.Inject, Config.LANRecv),
 // with a raw UDP echo responder at EchoAddr on the Internet side in place of
 // a gVisor host. The AFTR can be stopped and a new instance started on the
-// same addresses (StopAFTR, StartAFTR), as a restarted daemon would be.
+// same addresses (StopAFTR, StartAFTR), as a restarted daemon would be, and
+// B4s added and removed while it runs (AddB4, RemoveB4: nodes.go).
 package lab
 
 import (
