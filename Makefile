@@ -2,8 +2,12 @@
 GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 30s
+SOAK_TIME ?= 3m
+SOAK_B4S ?= 200
+SOAK_TIMEOUT ?= 30m
+SOAK_FLAGS ?=
 
-.PHONY: all build test race lab bench fuzz lint ci
+.PHONY: all build test race lab bench fuzz soak lint ci
 
 all: lint test
 
@@ -48,6 +52,14 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzCheckPacket$$' -fuzztime=$(FUZZTIME) ./tun/rawip6/
 	$(GO) test -run=NONE -fuzz='^FuzzParseCmsgs$$' -fuzztime=$(FUZZTIME) ./tun/rawip6/
 	$(GO) test -run=NONE -fuzz='^FuzzReviewDataPath$$' -fuzztime=$(FUZZTIME) ./b4/
+
+# The soak test (internal/lab/soak_test.go, build tag soak, not in `make
+# test`): SOAK_B4S B4s through SOAK_TIME of churn, renumbering and AFTR
+# restarts, then goroutines, heap and gVisor refs back to the baseline.
+# SOAK_FLAGS=-race runs it with the race detector.
+soak:
+	$(GO) vet -tags soak ./internal/lab/
+	$(GO) test $(SOAK_FLAGS) -tags soak -run '^TestSoak' -count=1 -v -timeout $(SOAK_TIMEOUT) ./internal/lab/ -args -soak.time=$(SOAK_TIME) -soak.b4s=$(SOAK_B4S)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

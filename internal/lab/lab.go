@@ -7,7 +7,8 @@
 // their LAN side a function call each way (Node.Inject, Config.LANRecv),
 // with a raw UDP echo responder at EchoAddr on the Internet side in place of
 // a gVisor host. The AFTR can be stopped and a new instance started on the
-// same addresses (StopAFTR, StartAFTR), as a restarted daemon would be.
+// same addresses (StopAFTR, StartAFTR), as a restarted daemon would be, and
+// B4s added and removed while it runs (AddB4, RemoveB4: nodes.go).
 package lab
 
 import (
@@ -90,14 +91,21 @@ type Config struct {
 
 // Node is one B4 with its LAN.
 type Node struct {
-	B4   *b4.B4
-	Addr netip.Addr
-	LAN  *sim.Network // nil for a bare B4
-	Host *sim.Host    // nil for a bare B4
-	port *sim.Port    // the B4's attachment to the access network
+	B4 *b4.B4
+	// Index is i of B4Addr(i) and the Config functions' i.
+	Index int
+	Addr  netip.Addr
+	LAN   *sim.Network // nil for a bare B4
+	Host  *sim.Host    // nil for a bare B4
+	port  *sim.Port    // the B4's attachment to the access network
 	// probe is the attachment at LANProbeAddr of a hosted B4's LAN (with
 	// Config.LANRecv).
 	probe *sim.Port
+	// stop ends the B4's Run, which closes done as it returns; closers
+	// release the rest once it has (nodes.go).
+	stop    context.CancelFunc
+	done    chan struct{}
+	closers []func()
 }
 
 // Bare reports whether the node has no LAN network and host.
@@ -128,11 +136,17 @@ type World struct {
 	// AFTR is the running AFTR instance (the new one after StartAFTR; nil
 	// between StopAFTR and StartAFTR). Read it from the goroutine that
 	// restarts it.
-	AFTR   *aftr.AFTR
+	AFTR *aftr.AFTR
+	// Nodes are the running B4s in the order started: Nodes[i] is B4 i
+	// until RemoveB4 takes one out (Node.Index). AddB4 and RemoveB4
+	// change it: read it from the goroutine that calls them.
 	Nodes  []*Node
 	Server *Server
 	Echo   *Echo
 	pool   netip.Prefix
+	cfg    Config
+	log    *slog.Logger
+	next   int // the index AddB4 gives next
 
 	// The AFTR's attachments outlive its instances: a restarted AFTR is
 	// on the same addresses, and packets reach whichever instance cur holds
@@ -144,8 +158,9 @@ type World struct {
 	aftrDone             chan struct{}
 	pcpMeter             atomic.Pointer[RateMeter]
 
+	// ctx is the B4s' (each runs under a child of it); cancel ends all.
+	ctx     context.Context
 	cancel  context.CancelFunc
-	done    chan struct{}
 	closers []func()
 }
 
@@ -165,7 +180,7 @@ func New(cfg Config) (w *World, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w = &World{Access: sim.NewNetwork("access"), Internet: sim.NewNetwork("internet"), done: make(chan struct{}), pool: cfg.Pool}
+	w = &World{Access: sim.NewNetwork("access"), Internet: sim.NewNetwork("internet"), pool: cfg.Pool, cfg: cfg, log: log}
 	w.closers = append(w.closers, w.Access.Close, w.Internet.Close)
 	defer func() {
 		if err != nil {
@@ -213,35 +228,21 @@ func New(cfg Config) (w *World, err error) {
 		return nil, err
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
-	// Stopped before the B4s (Close runs closers in order).
-	w.closers = append([]func(){w.StopAFTR}, w.closers...)
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	// Close runs closers in order: the B4s stop first (their deletes
+	// reach the AFTR), then the AFTR, the networks and the Internet side,
+	// and the B4s' own parts last.
+	w.closers = append([]func(){w.stopNodes, w.StopAFTR}, w.closers...)
+	w.closers = append(w.closers, w.closeNodes)
 	if err := w.StartAFTR(); err != nil {
-		cancel()
 		return nil, err
 	}
-	running := 0
 	for i := 0; i < cfg.B4s; i++ {
-		n, err := w.addNode(ctx, i, cfg, log)
-		if err != nil {
-			cancel()
-			for ; running > 0; running-- {
-				<-w.done
-			}
-			w.cancel = nil
+		if _, err := w.startNode(i); err != nil {
 			return nil, err
 		}
-		w.Nodes = append(w.Nodes, n)
-		running++
-		go func() { n.B4.Run(ctx); w.done <- struct{}{} }()
 	}
-	w.closers = append([]func(){func() {
-		cancel()
-		for ; running > 0; running-- {
-			<-w.done
-		}
-	}}, w.closers...)
+	w.next = cfg.B4s
 	return w, nil
 }
 
@@ -299,12 +300,20 @@ func (w *World) StopAFTR() {
 	w.AFTR, w.aftrStop, w.aftrDone = nil, nil, nil
 }
 
-func (w *World) addNode(ctx context.Context, i int, cfg Config, log *slog.Logger) (*Node, error) {
-	n := &Node{Addr: B4Addr(i)}
+// addNode builds B4 i (not yet running). On error it has released what it
+// built.
+func (w *World) addNode(i int) (_ *Node, err error) {
+	cfg, log := w.cfg, w.log
+	n := &Node{Index: i, Addr: B4Addr(i)}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
 	bare := cfg.Bare != nil && cfg.Bare(i)
 	if !bare {
 		n.LAN = sim.NewNetwork(fmt.Sprintf("lan%d", i))
-		w.closers = append(w.closers, n.LAN.Close)
+		n.closers = append(n.closers, n.LAN.Close)
 	}
 	bc := b4.DefaultConfig()
 	bc.Addr, bc.AFTR, bc.Gateway = n.Addr, AFTRAddr, LANGateway(i)
@@ -318,6 +327,7 @@ func (w *World) addNode(ctx context.Context, i int, cfg Config, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	n.closers = append(n.closers, ap.Detach)
 	var lan b4.Link
 	if bare {
 		recv := cfg.LANRecv
@@ -338,7 +348,7 @@ func (w *World) addNode(ctx context.Context, i int, cfg Config, log *slog.Logger
 		return nil, err
 	}
 	n.B4, n.port = b, ap
-	w.closers = append(w.closers, b.Close)
+	n.closers = append(n.closers, b.Close)
 	if bare {
 		return n, nil
 	}
@@ -351,7 +361,7 @@ func (w *World) addNode(ctx context.Context, i int, cfg Config, log *slog.Logger
 		return nil, err
 	}
 	n.Host = h
-	w.closers = append(w.closers, h.Close)
+	n.closers = append(n.closers, h.Close)
 	if recv := cfg.LANRecv; recv != nil {
 		n.probe, err = n.LAN.Attach("probe", func(p []byte) { recv(i, p) }, netip.PrefixFrom(LANProbeAddr(i), 32))
 		if err != nil {

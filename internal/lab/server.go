@@ -32,11 +32,14 @@ type Server struct {
 	uc  net.PacketConn
 	wg  sync.WaitGroup
 
-	mu        sync.Mutex
-	seen      []Seen
-	echoConns []net.Conn
-	closed    bool
-	conns     map[net.Conn]struct{} // open TCP transfers, closed by Close
+	mu     sync.Mutex
+	seen   []Seen
+	unseen uint64
+	closed bool
+	// conns are the open TCP connections (transfers and echoes), closed
+	// by Close; each leaves as it ends, so that a long run of short
+	// connections (the soak test) does not keep them all.
+	conns map[net.Conn]struct{}
 }
 
 // Seen is one flow as the Internet host saw it.
@@ -88,21 +91,13 @@ func (s *Server) serveTCP() {
 		if err != nil {
 			return
 		}
-		s.mu.Lock()
-		if s.conns == nil {
-			s.conns = make(map[net.Conn]struct{})
+		if !s.track(c) {
+			return
 		}
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer func() {
-				s.mu.Lock()
-				delete(s.conns, c)
-				s.mu.Unlock()
-				c.Close()
-			}()
+			defer s.untrack(c)
 			var hdr [8]byte
 			if _, err := io.ReadFull(c, hdr[:]); err != nil {
 				return
@@ -111,8 +106,15 @@ func (s *Server) serveTCP() {
 			if n > 1<<30 {
 				return
 			}
-			written, _ := io.CopyN(c, zeroReader{}, int64(n))
-			s.record("tcp", c.RemoteAddr(), int(written))
+			written := 0
+			for written < n {
+				k, err := c.Write(zeros[:min(n-written, len(zeros))])
+				written += k
+				if err != nil {
+					break
+				}
+			}
+			s.record("tcp", c.RemoteAddr(), written)
 		}()
 	}
 }
@@ -126,18 +128,13 @@ func (s *Server) serveTCPEcho() {
 		if err != nil {
 			return
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.Close()
+		if !s.track(c) {
 			return
 		}
-		s.echoConns = append(s.echoConns, c)
-		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer c.Close()
+			defer s.untrack(c)
 			n, _ := io.Copy(c, c)
 			s.record("tcp", c.RemoteAddr(), int(n))
 		}()
@@ -157,6 +154,37 @@ func (s *Server) serveUDP() {
 	}
 }
 
+// track adds an accepted connection to those Close closes; false (and c
+// closed) when the server is closing.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// untrack closes a connection that has ended and forgets it.
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.Close()
+}
+
+// OpenConns is the number of TCP connections the server holds open.
+func (s *Server) OpenConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 func (s *Server) record(proto string, a net.Addr, n int) {
 	var ap netip.AddrPort
 	switch a := a.(type) {
@@ -166,11 +194,26 @@ func (s *Server) record(proto string, a net.Addr, n int) {
 		ap = a.AddrPort()
 	}
 	s.mu.Lock()
-	s.seen = append(s.seen, Seen{Proto: proto, Remote: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), Bytes: n})
+	if len(s.seen) < maxSeen {
+		s.seen = append(s.seen, Seen{Proto: proto, Remote: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), Bytes: n})
+	} else {
+		s.unseen++
+	}
 	s.mu.Unlock()
 }
 
-// Seen returns every flow recorded so far.
+// maxSeen bounds the flows Seen keeps (a long run sends millions of
+// datagrams); later ones are only counted (Unseen).
+const maxSeen = 1 << 16
+
+// Unseen is the number of flows not kept once Seen held maxSeen.
+func (s *Server) Unseen() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unseen
+}
+
+// Seen returns the flows recorded so far (the first maxSeen).
 func (s *Server) Seen() []Seen {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,9 +229,6 @@ func (s *Server) Close() {
 	// write, and Close, for ever.
 	s.mu.Lock()
 	s.closed = true
-	for _, c := range s.echoConns {
-		c.Close()
-	}
 	for c := range s.conns {
 		c.Close()
 	}
@@ -197,11 +237,11 @@ func (s *Server) Close() {
 	s.Host.Close()
 }
 
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
-}
+// zeros is what the TCP service sends, one buffer for every connection: a
+// gVisor TCP endpoint keeps a reference to the last buffer written to it
+// (tcp.Endpoint's cached io.LimitedReader) until it is freed, 60 s after
+// the close (TIME_WAIT), so a buffer per connection (io.CopyN's) kept
+// 32 KiB per connection closed in the last minute.
+var zeros = make([]byte, 32<<10)
 
 var errShort = errors.New("lab: short transfer")

@@ -9,6 +9,7 @@ package sim
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -59,6 +60,8 @@ type Port struct {
 	q    chan []byte
 	done chan struct{}
 	once sync.Once
+	// exited is closed when the port's goroutine has returned.
+	exited chan struct{}
 }
 
 // ErrClosed is returned when attaching to a closed network.
@@ -67,7 +70,7 @@ var ErrClosed = errors.New("sim: network closed")
 // Attach adds a port whose packets are handed to recv (which owns them) on
 // the port's own goroutine, and routes prefixes to it.
 func (n *Network) Attach(name string, recv func(pkt []byte), prefixes ...netip.Prefix) (*Port, error) {
-	p := &Port{net: n, name: name, recv: recv, q: make(chan []byte, queueLen), done: make(chan struct{})}
+	p := &Port{net: n, name: name, recv: recv, q: make(chan []byte, queueLen), done: make(chan struct{}), exited: make(chan struct{})}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -101,6 +104,13 @@ func (n *Network) RemoveRoutes(p *Port) {
 	n.routes = rs
 }
 
+// Ports is the number of ports attached (and not detached).
+func (n *Network) Ports() int {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return len(n.ports)
+}
+
 // Close stops every port's goroutine. Queued packets are discarded.
 func (n *Network) Close() {
 	n.mu.Lock()
@@ -113,6 +123,7 @@ func (n *Network) Close() {
 }
 
 func (p *Port) run() {
+	defer close(p.exited)
 	for {
 		select {
 		case b := <-p.q:
@@ -124,6 +135,30 @@ func (p *Port) run() {
 }
 
 func (p *Port) close() { p.once.Do(func() { close(p.done) }) }
+
+// Detach takes p off its network, as an unplugged cable: its routes go,
+// multicast no longer reaches it, its queued packets are discarded and its
+// goroutine has returned when Detach does (so recv is not running and will
+// not run again). A node that comes and goes (the lab's B4s) detaches, or
+// every port it ever had would keep a goroutine and a queue until the
+// network closes. Detach must not be called from p's own recv; a detached
+// port's Send still sends.
+func (p *Port) Detach() {
+	n := p.net
+	n.mu.Lock()
+	rs := n.routes[:0]
+	for _, r := range n.routes {
+		if r.port != p {
+			rs = append(rs, r)
+		}
+	}
+	clear(n.routes[len(rs):]) // no stale pointers to p past the end
+	n.routes = rs
+	n.ports = slices.DeleteFunc(n.ports, func(q *Port) bool { return q == p })
+	n.mu.Unlock()
+	p.close()
+	<-p.exited
+}
 
 // Name is the port's label.
 func (p *Port) Name() string { return p.name }
