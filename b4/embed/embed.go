@@ -389,26 +389,32 @@ func (n *Node) mapPort(proto uint8, internal netip.AddrPort) (*mapping, error) {
 	return m, nil
 }
 
-// renew refreshes the mapping at half its lifetime; after the B4 provisions
-// again (a new set), the refresh makes it anew in the new set.
+// renew refreshes the mapping at half its lifetime and after every change
+// of the B4's status: once the B4 provisions again (perhaps a new set), the
+// refresh makes the mapping anew in the set it holds.
 func (m *mapping) renew() {
 	defer close(m.done)
 	t := time.NewTicker(m.n.cfg.MappingLifetime / 2)
 	defer t.Stop()
 	for {
+		changed := m.n.b.Changed()
 		select {
 		case <-m.stop:
 			return
 		case <-t.C:
-			m.mu.Lock()
-			ext, err := m.n.b.AddPortForward(m.proto, m.internal, m.ext, m.n.cfg.MappingLifetime)
-			if err == nil {
-				m.ext = ext
+		case <-changed:
+			if !m.n.b.Status().Provisioned {
+				continue
 			}
-			m.mu.Unlock()
-			if err != nil {
-				m.n.log.Warn("renewing a listener's mapping", "internal", m.internal, "err", err)
-			}
+		}
+		m.mu.Lock()
+		ext, err := m.n.b.AddPortForward(m.proto, m.internal, m.ext, m.n.cfg.MappingLifetime)
+		if err == nil {
+			m.ext = ext
+		}
+		m.mu.Unlock()
+		if err != nil {
+			m.n.log.Warn("renewing a listener's mapping", "internal", m.internal, "err", err)
 		}
 	}
 }

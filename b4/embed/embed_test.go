@@ -181,6 +181,9 @@ func TestListenTCPReachableFromInternet(t *testing.T) {
 	defer ln.Close()
 	pub := ln.PublicAddr()
 	st := n.Status()
+	if st.Pool.Explicit != 1 {
+		t.Errorf("explicit mappings %d while listening, want 1", st.Pool.Explicit)
+	}
 	if pub.Addr() != st.PublicIPv4 || !localaftr.Pool.Contains(pub.Addr()) || !st.Ports.Contains(pub.Port()) {
 		t.Fatalf("public address %v: want %v and a port of %v", pub, st.PublicIPv4, st.Ports)
 	}
@@ -207,8 +210,8 @@ func TestListenTCPReachableFromInternet(t *testing.T) {
 	}
 	// Closing the listener deletes its mapping: the port is free again.
 	ln.Close()
-	if len(n.Status().LANMappings) != 0 {
-		t.Errorf("mappings after Close: %+v", n.Status().LANMappings)
+	if got := n.Status().Pool.Explicit; got != 0 {
+		t.Errorf("explicit mappings %d after the listener's Close, want 0", got)
 	}
 }
 
