@@ -15,10 +15,16 @@
 //	if err := n.Start(ctx); err != nil { ... } // provisions (PCP), bounded wait
 //	defer n.Close()                            // releases the binding
 //	c, err := n.DialContext(ctx, "tcp", "198.51.100.10:80")
-//	ln, err := n.Listen("tcp", ":8080")
-//	fmt.Println(ln.(*embed.Listener).PublicAddr())
+//	ln, err := n.Listen("tcp", ":8080")       // a LAN port, mapped in the set
+//	fmt.Println(ln.PublicAddr())               // e.g. 192.0.2.0:2634
 //
-// examples/embed is a runnable program.
+// DialContext takes IPv4 addresses only (there is no resolver on the LAN
+// host). A listener's mapping is renewed while it is open and made again
+// when the B4 provisions again; its public port is the LAN port when the
+// set holds that port, another port of the set otherwise.
+//
+// The Example runs against an AFTR in the process; examples/embed is a
+// runnable program.
 package embed
 
 import (
@@ -80,6 +86,7 @@ type Node struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	runErr  chan error
+	done    chan struct{} // closed by Close
 	lns     map[*mapping]struct{}
 }
 
@@ -112,7 +119,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MappingLifetime <= 0 {
 		cfg.MappingLifetime = time.Hour
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, lns: map[*mapping]struct{}{}}
+	n := &Node{cfg: cfg, log: cfg.Logger, lns: map[*mapping]struct{}{}, done: make(chan struct{})}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 		cfg.B4.Logger = n.log
@@ -194,6 +201,8 @@ func (n *Node) Start(ctx context.Context) error {
 			return fmt.Errorf("%w (%v): is the AFTR at %v reachable?", ErrNotProvisioned, n.cfg.ProvisionTimeout, n.cfg.B4.AFTR)
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-n.done:
+			return ErrClosed
 		}
 	}
 }
@@ -448,6 +457,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
+	close(n.done)
 	var owners []closer
 	for m := range n.lns {
 		owners = append(owners, m.owner)

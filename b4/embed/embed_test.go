@@ -341,3 +341,48 @@ func TestStartTimesOutWithoutAFTR(t *testing.T) {
 		t.Fatal("Start succeeded with no AFTR")
 	}
 }
+
+// TestListenerSurvivesReprovisioning: the AFTR loses the binding, the B4
+// provisions again, and the listener is reachable at its public address
+// again (the NAT keeps the explicit mapping when the same set comes back;
+// the listener's renewal makes it anew after any status change).
+func TestListenerSurvivesReprovisioning(t *testing.T) {
+	n, la := start(t)
+	ln, err := n.Listen("tcp", ":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	echoTCP(t, ln)
+	if !la.AFTR.RemoveBinding(b4Addr) {
+		t.Fatal("the AFTR held no binding")
+	}
+	// The B4 learns of the loss from the AFTR's answer to its next packet
+	// (ICMPv6 1/5, RFC 7596 §5.1): send some, until it has provisioned
+	// again.
+	deadline := time.Now().Add(60 * time.Second)
+	for n.Status().Provisionings < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not provisioned again: %+v", n.Status())
+		}
+		if c, err := n.DialContext(context.Background(), "udp", "127.0.0.1:9"); err == nil {
+			c.Write([]byte("x"))
+			c.Close()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err := la.InternetHost.DialTCP(ctx, ln.PublicAddr())
+		cancel()
+		if err == nil {
+			roundTrip(t, c, []byte("after reprovisioning"))
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v unreachable after reprovisioning: %v (status %+v)", ln.PublicAddr(), err, n.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
