@@ -56,7 +56,8 @@ type Config struct {
 	// B4 is the B4's configuration (start from b4.DefaultConfig; Addr and
 	// AFTR must be set). A zero Gateway becomes DefaultGateway.
 	B4 b4.Config
-	// Access carries the softwire; Close closes it.
+	// Access carries the softwire; Node.Close closes it (New leaves it
+	// open when it fails).
 	Access tun.Device
 	// HostAddr is the LAN host's address and LAN prefix; zero means
 	// DefaultHostAddr. It must be on the same prefix as B4.Gateway.
@@ -67,7 +68,8 @@ type Config struct {
 	// MappingLifetime is the lifetime of the mappings Listen makes, renewed
 	// at half of it while the listener is open; zero means 1 hour.
 	MappingLifetime time.Duration
-	// Logger receives the B4's log; nil discards it.
+	// Logger receives the node's log, and the B4's when B4.Logger is nil;
+	// nil means B4.Logger, and nil there too discards it.
 	Logger *slog.Logger
 }
 
@@ -121,9 +123,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, lns: map[*mapping]struct{}{}, done: make(chan struct{})}
 	if n.log == nil {
+		n.log = cfg.B4.Logger
+	}
+	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
-		cfg.B4.Logger = n.log
-	} else if cfg.B4.Logger == nil {
+	}
+	if cfg.B4.Logger == nil {
 		cfg.B4.Logger = n.log
 	}
 	// Packets between the host and the B4 cross on goroutines of their

@@ -3,6 +3,7 @@ package embed_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -384,5 +385,40 @@ func TestListenerSurvivesReprovisioning(t *testing.T) {
 			t.Fatalf("%v unreachable after reprovisioning: %v (status %+v)", ln.PublicAddr(), err, n.Status())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	la, err := localaftr.Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Close()
+	good := b4.DefaultConfig()
+	good.Addr, good.AFTR = b4Addr, localaftr.Addr
+	noAFTR := good
+	noAFTR.AFTR = netip.Addr{}
+	for name, c := range map[string]embed.Config{
+		"nil access":          {B4: good},
+		"host off the LAN":    {B4: good, Access: la.Access, HostAddr: netip.MustParsePrefix("198.19.0.2/24")},
+		"host is the gateway": {B4: good, Access: la.Access, HostAddr: netip.MustParsePrefix("198.18.0.1/24")},
+		"IPv6 host":           {B4: good, Access: la.Access, HostAddr: netip.MustParsePrefix("2001:db8::2/64")},
+		"no AFTR address":     {B4: noAFTR, Access: la.Access},
+	} {
+		if n, err := embed.New(c); err == nil {
+			n.Close()
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+	n, err := embed.New(embed.Config{B4: good, Access: la.Access})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.Listen("tcp", ":80"); !errors.Is(err, embed.ErrNotStarted) {
+		t.Errorf("Listen before Start: %v, want ErrNotStarted", err)
+	}
+	if _, err := n.DialContext(context.Background(), "tcp", "127.0.0.1:1"); !errors.Is(err, embed.ErrNotStarted) {
+		t.Errorf("DialContext before Start: %v, want ErrNotStarted", err)
 	}
 }
