@@ -20,7 +20,9 @@ import (
 var b4Addr = netip.MustParseAddr("2001:db8:b4::2")
 
 // start runs an in-process AFTR and an embedded B4 provisioned by it.
-func start(t *testing.T) (*embed.Node, *localaftr.AFTR) {
+func start(t *testing.T) (*embed.Node, *localaftr.AFTR) { return startB(t) }
+
+func startB(t testing.TB) (*embed.Node, *localaftr.AFTR) {
 	t.Helper()
 	la, err := localaftr.Start(nil)
 	if err != nil {
