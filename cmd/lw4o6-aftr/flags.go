@@ -110,11 +110,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	announceGroup := fs.String("announce-group", "", "IPv6 multicast `GROUP` on the access network (e.g. ff02::1) the ANNOUNCEs also go to")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`DIR` of the binding journal: PCP bindings survive a restart (\"\": no journal, a restart loses them)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	version := cli.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, cli.ErrHelp
 		}
 		return nil, fmt.Errorf("%v (see --help)", err)
+	}
+	if *version {
+		return nil, cli.ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
