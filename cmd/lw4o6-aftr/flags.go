@@ -55,6 +55,7 @@ type options struct {
 const usage = `Usage: lw4o6-aftr [flags]
        lw4o6-aftr check --help
        lw4o6-aftr provision --help
+       lw4o6-aftr reload --help   (re-read --bindings; also on SIGHUP)
 
 The lwAFTR of Lightweight 4over6 (RFC 7596), provisioning B4s by PCP: B4s
 send PCP MAP + PORT_SET through their softwire to 192.0.0.1; the AFTR
