@@ -52,7 +52,9 @@ type reloadState struct {
 // when two of its softwires conflict, or when one conflicts with a live
 // dynamic binding; the error names the file and line (ErrConfig wraps the
 // conflicts). A softwire without br-address gets the file's
-// internal-interface address, else Config.Addr, as at start.
+// internal-interface address, else Config.Addr, as at start. Every static
+// binding is the file's after a reload: those from Config.Static or
+// AddStatic that it lacks are removed too.
 func (a *AFTR) ReloadStatic(path string) (ReloadResult, error) {
 	a.reload.mu.Lock()
 	defer a.reload.mu.Unlock()
