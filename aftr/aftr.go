@@ -76,6 +76,8 @@ type AFTR struct {
 	mu     sync.Mutex
 	nonces map[netip.Addr][12]byte // per B4: the nonce that owns its mapping (RFC 6887 §11.3 Simple Threat Model)
 
+	reload reloadState // the bindings file, for ReloadStatic (reload.go)
+
 	journal  *journal.Journal // nil without StateDir (journal.go)
 	restored bool
 }
@@ -133,6 +135,7 @@ func New(cfg Config, access, internet Link) (*AFTR, error) {
 		a.ids = frag.RandomIDs()
 	}
 	a.table = cfg.snabb.table(a.now) // LoadSnabb's, or a new one
+	a.reload.settings = cfg.snabbSettings
 	a.addAddrs(append(append([]netip.Addr{cfg.Addr}, cfg.Addrs...), cfg.snabb.addrs()...)...)
 	if len(cfg.Pools) > 0 {
 		pool, err := bindings.NewPool(a.table, bindings.PoolConfig{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lw4o6/lw4o6/aftr/bindings"
+	"github.com/lw4o6/lw4o6/aftr/snabbconf"
 	"github.com/lw4o6/lw4o6/stack/frag"
 )
 
@@ -207,6 +208,9 @@ type Config struct {
 
 	// snabb is the binding table LoadSnabb filled, which New adopts.
 	snabb *snabbTable
+	// snabbSettings is the last file LoadSnabb read, but for its
+	// softwires: ReloadStatic compares a new file's settings with it.
+	snabbSettings *snabbconf.Config
 }
 
 // DefaultConfig returns the RFC-sound defaults. Addr, and Pools or Static,

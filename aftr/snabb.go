@@ -213,6 +213,7 @@ func LoadSnabb(path string, c *Config) error {
 		}
 		return err
 	}
+	c.snabbSettings = sc
 	defaultBR := c.Addr // as SnabbBindings
 	if sc.Internal.IP.IsValid() {
 		defaultBR = sc.Internal.IP

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/lw4o6/lw4o6/aftr"
+	"github.com/lw4o6/lw4o6/internal/cli"
 	"github.com/spf13/pflag"
 )
 
@@ -44,12 +45,16 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	out6 := fs.String("out6", "", "`PCAP` to write what the IPv6 side emits (required)")
 	profile := fs.String("profile", "rfc", "knob `SET`: rfc (our RFC-sound defaults) or snabb (emit what Snabb lwAFTR emits: hop limit 255, Snabb's TTL and ICMP choices, fragment IDs from 0x4243)")
 	counters := fs.Bool("counters", false, "print the non-zero counters to stdout afterwards")
+	version := cli.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
 		fmt.Fprintf(stderr, "lw4o6-aftr check: %v (see --help)\n", err)
 		return 2
+	}
+	if *version {
+		return cli.PrintVersion(stdout, "lw4o6-aftr check")
 	}
 	if err := check(*conf, *in4, *in6, *out4, *out6, *profile, *counters, fs.Args(), stdout); err != nil {
 		fmt.Fprintf(stderr, "lw4o6-aftr check: %v\n", err)

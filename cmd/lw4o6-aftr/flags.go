@@ -55,6 +55,7 @@ type options struct {
 const usage = `Usage: lw4o6-aftr [flags]
        lw4o6-aftr check --help
        lw4o6-aftr provision --help
+       lw4o6-aftr reload --help   (re-read --bindings; also on SIGHUP)
 
 The lwAFTR of Lightweight 4over6 (RFC 7596), provisioning B4s by PCP: B4s
 send PCP MAP + PORT_SET through their softwire to 192.0.0.1; the AFTR
@@ -110,11 +111,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	announceGroup := fs.String("announce-group", "", "IPv6 multicast `GROUP` on the access network (e.g. ff02::1) the ANNOUNCEs also go to")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "`DIR` of the binding journal: PCP bindings survive a restart (\"\": no journal, a restart loses them)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	version := cli.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, cli.ErrHelp
 		}
 		return nil, fmt.Errorf("%v (see --help)", err)
+	}
+	if *version {
+		return nil, cli.ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))

@@ -22,6 +22,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "check" {
 		return runCheck(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "reload" {
+		return runReload(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "provision" {
 		return runProvision(args[1:], stdout, stderr)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lw4o6/lw4o6/internal/cli"
 	"github.com/lw4o6/lw4o6/stack/pcp"
 	"github.com/spf13/pflag"
 )
@@ -53,12 +54,16 @@ func runProvision(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.lifetime, "lifetime", 24*time.Hour, "binding lifetime asked for (the AFTR clamps it)")
 	fs.BoolVar(&o.delete, "delete", false, "delete the B4's binding")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Second, "give up when no answer came by then")
+	version := cli.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
 		fmt.Fprintf(stderr, "lw4o6-aftr provision: %v (see --help)\n", err)
 		return 2
+	}
+	if *version {
+		return cli.PrintVersion(stdout, "lw4o6-aftr provision")
 	}
 	o.changed = map[string]bool{}
 	fs.Visit(func(f *pflag.Flag) { o.changed[f.Name] = true })

@@ -117,6 +117,8 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 	}
 	stopDump := dumpCountersOnSignal(counterSource{a, devs}, stdout)
 	defer stopDump()
+	stopReload := reloadOnSignal(func() { reloadBindings(a, o.bindings, log) })
+	defer stopReload()
 	fmt.Fprintf(stdout, "AFTR %v serving PCP at 192.0.0.1:5351 through the softwires; pools %v, %d ports per B4\n", cfg.Addr, cfg.Pools, cfg.PortsPerB4)
 	log.Info("AFTR starting", "ipv6", cfg.Addr, "underlay", o.underlay, "ipv4-side", o.ipv4Side)
 	err = a.Run(ctx)

@@ -27,3 +27,26 @@ func dumpCountersOnSignal(a counterSource, w io.Writer) (stop func()) {
 	}()
 	return func() { signal.Stop(c); close(done) }
 }
+
+// reloadOnSignal calls reload on each SIGHUP (`kill -HUP`, `lw4o6-aftr
+// reload`, systemd's ExecReload), one at a time, until stop. SIGHUP is
+// caught even without a file to reload: its default action would end the
+// daemon.
+func reloadOnSignal(reload func()) (stop func()) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGHUP)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-c:
+				reload()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(c); close(done); <-finished }
+}

@@ -103,11 +103,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	lanFlags := addLANFlags(fs)
 	o.dhcp.register(fs)
+	version := cli.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, cli.ErrHelp
 		}
 		return nil, fmt.Errorf("%v (see --help)", err)
+	}
+	if *version {
+		return nil, cli.ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))

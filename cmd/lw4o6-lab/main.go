@@ -58,12 +58,16 @@ Flags:
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long (with --scenario: on provisioning and the first traffic)")
 	level := fs.String("log-level", "warn", "log level: debug, info, warn or error (with --scenario: error unless given)")
 	sf := addScenarioFlags(fs)
+	version := cli.VersionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
 		fmt.Fprintf(stderr, "lw4o6-lab: %v (see --help)\n", err)
 		return 2
+	}
+	if *version {
+		return cli.PrintVersion(stdout, "lw4o6-lab")
 	}
 	pool, err := netip.ParsePrefix(*poolS)
 	if err != nil || !pool.Addr().Is4() {

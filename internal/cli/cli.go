@@ -35,7 +35,7 @@ func (l *LockedWriter) Write(p []byte) (int, error) {
 var ErrHelp = errors.New("help")
 
 // Daemon runs a daemon's main: parse the flags (exit 2 on a bad one, 0 on
-// --help), log to stderr at the level the flags chose, serve until SIGINT
+// --help, printing the version on --version), log to stderr at the level the flags chose, serve until SIGINT
 // or SIGTERM (exit 1 if serving fails).
 func Daemon[O any](name string, args []string, stdout, stderr io.Writer,
 	parse func(args []string, stderr io.Writer) (O, slog.Level, error),
@@ -43,6 +43,9 @@ func Daemon[O any](name string, args []string, stdout, stderr io.Writer,
 	o, level, err := parse(args, stderr)
 	if errors.Is(err, ErrHelp) {
 		return 0
+	}
+	if errors.Is(err, ErrVersion) {
+		return PrintVersion(stdout, name)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)

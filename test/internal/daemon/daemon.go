@@ -49,7 +49,7 @@ func Build(t testing.TB) string {
 
 // Start runs cmd and returns its stdout lines. At cleanup it sends SIGTERM
 // and fails the test if the daemon does not exit cleanly within 10 s; its
-// stderr is logged when the test failed.
+// stderr is logged when the test failed, and written to cmd.Stderr if set.
 func Start(t testing.TB, cmd *exec.Cmd) <-chan string {
 	t.Helper()
 	name := filepath.Base(cmd.Args[len(cmd.Args)-1])
@@ -61,7 +61,15 @@ func Start(t testing.TB, cmd *exec.Cmd) <-chan string {
 	}
 	var mu sync.Mutex
 	var stderr bytes.Buffer
-	cmd.Stderr = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) })
+	tee := cmd.Stderr // a caller's stderr writer gets the lines too
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if tee != nil {
+			tee.Write(p)
+		}
+		return stderr.Write(p)
+	})
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,6 @@
+package main
+
+import "errors"
+
+// signalReload: Windows has no SIGHUP.
+func signalReload(int) error { return errors.New("reload needs SIGHUP, which Windows lacks") }
