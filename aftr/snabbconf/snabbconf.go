@@ -15,7 +15,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/lw4o6/lw4o6/stack/cfgfile"
@@ -254,23 +253,14 @@ func StreamFile(path string, fn func(Softwire) error) (*Config, error) {
 }
 
 // parseFile opens path as cfgfile.ReadFile does (a regular file within the
-// bound, never a device or a pipe) but streams it.
+// bound, never a device or a pipe) but streams it; parse enforces the bound
+// while reading.
 func parseFile(path string, fn func(Softwire) error) (*Config, error) {
-	f, err := os.Open(path)
+	f, err := cfgfile.Open(path, MaxFile)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w (%v)", path, cfgfile.ErrNotRegular, fi.Mode().Type())
-	}
-	if fi.Size() > MaxFile {
-		return nil, fmt.Errorf("%s: %w: %d octets, at most %d", path, cfgfile.ErrTooLarge, fi.Size(), int64(MaxFile))
-	}
 	return parse(f, path, fn)
 }
 

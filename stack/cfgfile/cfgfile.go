@@ -17,26 +17,41 @@ var (
 	ErrTooLarge   = errors.New("file too large")
 )
 
+// Open opens the regular file at path for reading, or returns an error
+// when it is not a regular file or holds more than max octets. A caller
+// that streams the file must still stop after max octets (a file can grow
+// after the check); ReadFile does.
+func Open(path string, max int64) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w (%v)", path, ErrNotRegular, fi.Mode().Type())
+	}
+	if fi.Size() > max {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w: %d octets, at most %d", path, ErrTooLarge, fi.Size(), max)
+	}
+	return f, nil
+}
+
 // ReadFile returns the contents of the regular file at path, or an error
 // when it is not a regular file or holds more than max octets. The size is
 // checked before reading and enforced while reading, so a file that grows
 // meanwhile cannot exceed it either.
 func ReadFile(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := Open(path, max)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w (%v)", path, ErrNotRegular, fi.Mode().Type())
-	}
-	if fi.Size() > max {
-		return nil, fmt.Errorf("%s: %w: %d octets, at most %d", path, ErrTooLarge, fi.Size(), max)
-	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
