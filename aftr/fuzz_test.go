@@ -72,7 +72,9 @@ func FuzzFromAccess(f *testing.F) {
 			{r.a.FromAccess, softwireRaw(tB4A, data), tB4A},
 			{r.a.FromInternet, bytes.Clone(data), netip.Addr{}},
 		} {
+			before := r.a.Bindings()
 			in.send(in.pkt)
+			checkOnlyOwnBindings(t, r, before, in.sender)
 			for _, p := range r.access.take() {
 				if len(p) > r.cfg.AccessMTU {
 					t.Fatalf("access: %d octets over the MTU", len(p))
@@ -91,6 +93,42 @@ func FuzzFromAccess(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkOnlyOwnBindings fails if handling one packet from sender (zero: the
+// Internet) obtained, changed or deleted a binding of another B4: no B4
+// ever touches another's binding (DESIGN.md). Provisioning systems, which
+// may manage any B4's binding (PROTOCOL.md §8 item 4), are exempt.
+func checkOnlyOwnBindings(t *testing.T, r *rig, before []bindings.Binding, sender netip.Addr) {
+	t.Helper()
+	if sender.IsValid() && r.a.isProvisioner(sender) {
+		return
+	}
+	type key struct {
+		b4  netip.Addr
+		set uint16
+	}
+	was := map[key]bindings.Binding{}
+	for _, b := range before {
+		was[key{b.B4, b.Set}] = b
+	}
+	now := map[key]bindings.Binding{}
+	for _, b := range r.a.Bindings() {
+		now[key{b.B4, b.Set}] = b
+	}
+	for k, b := range now {
+		if k.b4 == sender {
+			continue
+		}
+		if old, ok := was[k]; !ok || old.String() != b.String() || !old.Expires.Equal(b.Expires) {
+			t.Fatalf("a packet from %v obtained or changed %v's binding: %v (was %v)", sender, k.b4, b, old)
+		}
+	}
+	for k := range was {
+		if _, ok := now[k]; !ok && k.b4 != sender {
+			t.Fatalf("a packet from %v deleted %v's binding %v", sender, k.b4, was[k])
+		}
+	}
 }
 
 // checkBoundSource fails unless p, sent to the Internet on sender's
