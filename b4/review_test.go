@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lw4o6/lw4o6/stack/packet"
 	"github.com/lw4o6/lw4o6/stack/pcp"
 )
 
@@ -65,9 +66,39 @@ func FuzzReviewDataPath(f *testing.F) {
 			<-e.lan.ch
 		}
 		for len(e.aftr.data) > 0 {
-			<-e.aftr.data
+			checkOwnSource(t, <-e.aftr.data)
 		}
 	})
+}
+
+// checkOwnSource fails unless pkt, a softwire packet the B4 sent, carries
+// IPv4 from the B4's public address and a port (or echo identifier, or for
+// an ICMP error the quoted packet's destination port) of its set: the B4
+// never sends into the softwire a source outside its set (issue 11).
+func checkOwnSource(t *testing.T, pkt []byte) {
+	t.Helper()
+	var outer packet.IPv6
+	ip4, err := packet.Decapsulate(pkt, &outer)
+	if err != nil {
+		return // an IPv6 fragment of a larger softwire packet
+	}
+	if ip4.SrcAddr() != testPublic {
+		t.Fatalf("softwire packet from %v, not the public %v", ip4.SrcAddr(), testPublic)
+	}
+	if ip4.FragOffset() != 0 {
+		return // only the first fragment names a port
+	}
+	flow, err := ip4.Ports()
+	if err != nil {
+		return // no port to check (an IPv4 protocol without ports)
+	}
+	port := flow.SrcPort
+	if flow.ICMPError {
+		port = flow.Inner.DstPort
+	}
+	if port < testFirst || uint32(port) >= uint32(testFirst)+uint32(testSize) {
+		t.Fatalf("softwire packet from port %d, outside the set %d+%d", port, testFirst, testSize)
+	}
 }
 
 // nat.Table removes expired sessions only in Expire ("the B4 calls it every
