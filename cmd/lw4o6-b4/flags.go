@@ -66,9 +66,9 @@ LAN port mapping: PCP (RFC 6887) and NAT-PMP (RFC 6886) on the gateway's
 UDP 5351, from the B4's port set; --forward exposes a LAN service for good.
 
 Examples:
-  lw4o6-b4 --aftr 2001:db8::1 --tun lw4o6 --tun-addr 192.168.77.1/24 --tun-setup
-  lw4o6-b4 --aftr 2001:db8::1 --tun lw4o6 --tun-addr 192.168.77.1/24 --tun-setup \
-      --forward tcp:8080=192.168.77.10:80
+  lw4o6-b4 --aftr 2001:db8::1 --tun lw4o6 --tun-addr 198.18.0.1/24 --tun-setup
+  lw4o6-b4 --aftr 2001:db8::1 --tun lw4o6 --tun-addr 198.18.0.1/24 --tun-setup \
+      --forward tcp:8080=198.18.0.10:80
   lw4o6-b4 --aftr 2001:db8::1 --ipv6 2001:db8:b4::1 --underlay udp \
       --underlay-peer 127.0.0.1:4666 --socks5 127.0.0.1:1080
 
@@ -82,7 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs.StringVar(&o.tun, "tun", "", "LAN-side TUN device `NAME` (created if absent)")
 	fs.StringVar(&o.tunDriver, "tun-driver", "wireguard", "TUN implementation: wireguard or water")
-	tunAddr := fs.String("tun-addr", "", "with --tun-setup: the B4's LAN address, `CIDR` (e.g. 192.168.77.1/24)")
+	tunAddr := fs.String("tun-addr", "", "with --tun-setup: the B4's LAN address, `CIDR` (e.g. 198.18.0.1/24)")
 	fs.BoolVar(&o.tunSetup, "tun-setup", false, "bring the TUN up with --tun-addr and --mtu (netlink on Linux, system tools on macOS/Windows)")
 	fs.BoolVar(&o.defaultRoute, "default-route", false, "with --tun-setup: route 0.0.0.0/0 through the TUN")
 	fs.StringVar(&o.aftr, "aftr", "", "the AFTR: IPv6 `ADDR` or a DNS name (resolved to AAAA); default: from DHCPv6 (AFTR-Name or S46_BR)")
@@ -130,7 +130,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if *tunAddr != "" {
 		p, err := netip.ParsePrefix(*tunAddr)
 		if err != nil || !p.Addr().Is4() {
-			return nil, fmt.Errorf("--tun-addr %q: want an IPv4 CIDR such as 192.168.77.1/24", *tunAddr)
+			return nil, fmt.Errorf("--tun-addr %q: want an IPv4 CIDR such as 198.18.0.1/24", *tunAddr)
 		}
 		o.tunAddr = p
 	}

@@ -63,7 +63,7 @@ func (f *lanFlags) parse(tunAddr netip.Prefix) (lanOptions, error) {
 	for _, s := range f.thirdParty {
 		p, err := netip.ParsePrefix(s)
 		if err != nil || !p.Addr().Is4() {
-			return o, fmt.Errorf("--lan-pcp-third-party %q: want an IPv4 prefix such as 192.168.77.0/24", s)
+			return o, fmt.Errorf("--lan-pcp-third-party %q: want an IPv4 prefix such as 198.18.0.0/24", s)
 		}
 		o.thirdParty = append(o.thirdParty, p.Masked())
 	}
@@ -85,7 +85,7 @@ func (f *lanFlags) parse(tunAddr netip.Prefix) (lanOptions, error) {
 
 // parseForward reads tcp:PORT=LANHOST:PORT (or udp:).
 func parseForward(s string) (lanpcp.Forward, error) {
-	bad := fmt.Errorf("--forward %q: want tcp:PORT=LANHOST:PORT or udp:PORT=LANHOST:PORT (e.g. tcp:8080=192.168.77.10:80)", s)
+	bad := fmt.Errorf("--forward %q: want tcp:PORT=LANHOST:PORT or udp:PORT=LANHOST:PORT (e.g. tcp:8080=198.18.0.10:80)", s)
 	proto, rest, ok := strings.Cut(s, ":")
 	ext, lan, ok2 := strings.Cut(rest, "=")
 	if !ok || !ok2 {

@@ -5,7 +5,7 @@
 # re-originates flows from host sockets. No root, no TUN.
 #
 #   ./examples/laptop-lab/run.sh            # then, in another shell:
-#   curl --socks5 127.0.0.1:1080 http://example.org/
+#   curl --socks5 127.0.0.1:1080 http://127.0.0.1:8000/   (any server on this host)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 go build -o bin/ ./cmd/lw4o6-aftr ./cmd/lw4o6-b4

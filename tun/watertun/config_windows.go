@@ -6,7 +6,7 @@ import "github.com/songgao/water"
 // defaults supply the driver's component ID (tap0901) and a network.
 func setName(c *water.Config, name string) {
 	c.ComponentID = "tap0901"
-	c.Network = "192.168.1.10/24"
+	c.Network = "198.18.0.10/24"
 	c.InterfaceName = name
 }
 

@@ -21,7 +21,7 @@ type Option func(*water.Config)
 
 // WithWindowsNetwork sets, on Windows, the CIDR the TAP-Windows driver
 // answers ARP for in TUN emulation (water's Network; its default is
-// 192.168.1.10/24). Elsewhere it changes nothing.
+// 198.18.0.10/24). Elsewhere it changes nothing.
 func WithWindowsNetwork(cidr string) Option { return func(c *water.Config) { setNetwork(c, cidr) } }
 
 // Device is a TUN interface; it implements tun.Device.
