@@ -74,7 +74,13 @@ func TestPing(t *testing.T) {
 			t.Fatalf("no reply to seq %d", seq)
 		}
 	}
-	eventually(t, "ping byte counts", func() bool { return h.e.Stats().Ping.BytesOut == 56+3000+56+5+5 })
+	// The counters are bumped on the egress goroutines, which may still be
+	// finishing the last reply when it arrives here: wait for all of them.
+	eventually(t, "ping counters", func() bool {
+		st := h.e.Stats()
+		return st.Ping.BytesOut == 56+3000+56+5+5 && st.Ping.BytesIn == 56+3000+56+5+5 &&
+			st.Echo.Requests == 5 && st.Echo.Replies == 5
+	})
 	st := h.e.Stats()
 	if st.Echo.Requests != 5 || st.Echo.Replies != 5 || st.Echo.Dropped != 0 {
 		t.Errorf("echo stats %+v", st.Echo)
@@ -106,7 +112,12 @@ func TestPingOff(t *testing.T) {
 	if _, err := h.host.Ping(ctx, farAddr, 1, []byte("x")); !errors.Is(err, netstack.ErrPingTimeout) {
 		t.Fatalf("ping: %v, want a timeout", err)
 	}
-	if st := h.e.Stats(); st.Echo.Requests != 1 || st.Echo.Dropped != 1 || st.Ping.Opened != 0 {
+	// Counted on the egress goroutine: wait for it.
+	eventually(t, "the dropped echo request", func() bool {
+		st := h.e.Stats()
+		return st.Echo.Requests == 1 && st.Echo.Dropped == 1
+	})
+	if st := h.e.Stats(); st.Ping.Opened != 0 {
 		t.Errorf("stats %+v", st)
 	}
 }
