@@ -15,6 +15,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/dhcpv6/server6"
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/lw4o6/lw4o6/internal/testenv"
 )
 
 // opt encodes one DHCPv6 option.
@@ -58,7 +60,7 @@ func startServer(t *testing.T, reply func(n int) ([][]byte, bool)) *server {
 	t.Helper()
 	conn, err := net.ListenPacket("udp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		testenv.Missing(t, "no IPv6 loopback: %v", err)
 	}
 	s := &server{addr: conn.LocalAddr(), reply: reply}
 	srv, err := server6.NewServer("", nil, s.handle, server6.WithConn(conn))
@@ -133,7 +135,7 @@ func startDNS(t *testing.T, answers map[string]netip.Addr, ttl uint32) *dnsServe
 	t.Helper()
 	conn, err := net.ListenPacket("udp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		testenv.Missing(t, "no IPv6 loopback: %v", err)
 	}
 	d := &dnsServer{addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), answers: answers, ttl: ttl}
 	done := make(chan struct{})

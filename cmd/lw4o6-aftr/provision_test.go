@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lw4o6/lw4o6/aftr"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 )
 
 type nullLink struct{}
@@ -32,7 +33,7 @@ func provisionAFTR(t *testing.T, provisioners ...string) (*aftr.AFTR, string) {
 	}
 	pc, err := net.ListenPacket("udp", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		testenv.Missing(t, "no IPv6 loopback: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

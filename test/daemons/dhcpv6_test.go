@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/lw4o6/lw4o6/b4/dhcp6"
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"github.com/lw4o6/lw4o6/test/internal/daemon"
 )
 
@@ -36,7 +37,7 @@ func a16(s string) []byte { a := netip.MustParseAddr(s).As16(); return a[:] }
 func dhcpServer(t *testing.T, opts ...[]byte) string {
 	conn, err := net.ListenPacket("udp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		testenv.Missing(t, "no IPv6 loopback: %v", err)
 	}
 	srv, err := server6.NewServer("", nil, func(c net.PacketConn, peer net.Addr, d dhcpv6.DHCPv6) {
 		m, ok := d.(*dhcpv6.Message)
@@ -66,7 +67,7 @@ func dhcpServer(t *testing.T, opts ...[]byte) string {
 func dnsServer(t *testing.T, name string, addr netip.Addr) int {
 	conn, err := net.ListenPacket("udp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		testenv.Missing(t, "no IPv6 loopback: %v", err)
 	}
 	done := make(chan struct{})
 	go func() {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lw4o6/lw4o6/internal/testenv"
 	"github.com/lw4o6/lw4o6/stack/pcp"
 	"github.com/lw4o6/lw4o6/test/internal/daemon"
 )
@@ -25,13 +25,7 @@ import (
 // the LAN service through the mapping, and through a static --forward.
 func TestNATPMPClientThroughB4(t *testing.T) {
 	requireRoot(t)
-	natpmpc, err := exec.LookPath("natpmpc")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("natpmpc is missing (Debian package natpmpc; .ci/run installs it)")
-		}
-		t.Skip("needs natpmpc (Debian package natpmpc)")
-	}
+	natpmpc := testenv.LookPath(t, "natpmpc") // Debian package natpmpc
 	bin := daemon.Build(t)
 	l := setup(t)
 
